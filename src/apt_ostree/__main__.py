@@ -1,0 +1,10 @@
+"""apt-ostree: parse, dispatch, one error handler."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Compose: treefile -> packages -> root filesystem -> OSTree layout -> commit.
+
+``compose_tree()`` reads as the list of its steps; the granular commands
+(``compose install``, ``postprocess``, ``commit``) call the same steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..apt import backend, dpkgdb
+from ..errors import NothingChanged
+from ..ostree import Repo
+from ..packages import Package, ResolveRequest
+from ..progress import NullReporter, Reporter
+from . import layout, lockfile, metadata, treeops
+from .rootfs import build_rootfs
+from .treefile import Treefile
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHEDIR = Path("/var/cache/apt-ostree/compose")
+
+
+@dataclass(frozen=True)
+class ComposeOptions:
+    repo: Path | None = None
+    cachedir: Path | None = None
+    workdir: Path | None = None
+    lockfile: Path | None = None
+    write_lockfile_to: Path | None = None
+    write_commitid_to: Path | None = None
+    dry_run: bool = False
+    force_nocache: bool = False
+    cache_only: bool = False
+    extra_metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ComposeResult:
+    packages: tuple[Package, ...]
+    inputhash: str
+    commit: str | None = None
+    version: str | None = None
+    changed: bool = True
+
+
+def apt_root_for(treefile: Treefile, cachedir: Path | None) -> backend.AptRoot:
+    base = cachedir or DEFAULT_CACHEDIR
+    return backend.AptRoot.create(base / "apt", treefile.sources, archives=base / "debs")
+
+
+def resolve_packages(treefile: Treefile, apt_root: backend.AptRoot,
+                     locked: Sequence[Package] = ()) -> list[Package]:
+    request = ResolveRequest(
+        packages=treefile.packages,
+        essential=True,
+        priorities=treefile.variant.priorities(),
+        with_apt=treefile.variant.wants_apt(),
+        exclude=treefile.exclude_packages,
+        locked=tuple(locked),
+    )
+    return backend.resolve(apt_root, request)
+
+
+@contextmanager
+def work_directory(workdir: Path | None) -> Iterator[Path]:
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="apt-ostree-compose.", dir=workdir or "/var/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def install(treefile: Treefile, dest: Path, opts: ComposeOptions,
+            reporter: Reporter) -> list[Package]:
+    """Resolve, fetch and install the treefile's packages into ``dest``."""
+    apt_root = apt_root_for(treefile, opts.cachedir)
+    locked = lockfile.read_lockfile(opts.lockfile) if opts.lockfile else ()
+    if not opts.cache_only:
+        with reporter.task("Updating package lists"):
+            backend.update(apt_root)
+    with reporter.task("Resolving packages"):
+        packages = resolve_packages(treefile, apt_root, locked)
+    with reporter.task(f"Fetching {len(packages)} packages"):
+        files = backend.fetch(apt_root, packages)
+    with reporter.task("Building the root filesystem"):
+        build_rootfs(dest, treefile, apt_root, packages, files)
+    return packages
+
+
+def postprocess(rootfs: Path, treefile: Treefile | None, reporter: Reporter) -> None:
+    if treefile is not None:
+        with reporter.task("Applying the treefile"):
+            treeops.apply_treefile(rootfs, treefile, reporter)
+    with reporter.task("Adapting the tree to the OSTree layout"):
+        layout.adapt_to_ostree(rootfs)
+
+
+def commit(treefile: Treefile, rootfs: Path, repo: Repo, opts: ComposeOptions,
+           reporter: Reporter, packages: Sequence[Package] | None = None,
+           inputhash: str | None = None) -> ComposeResult:
+    """Commit an adapted ``rootfs`` on the treefile's ref."""
+    if packages is None:
+        packages = dpkgdb.installed_packages(dpkgdb.admindir(rootfs))
+    inputhash = inputhash or metadata.input_hash(treefile, packages)
+    parent = repo.resolve(treefile.ref, allow_missing=True)
+    previous = repo.read_commit(parent).version if parent else None
+    timestamp = metadata.build_timestamp()
+    version = treefile.version or metadata.next_version(previous, timestamp)
+    meta = metadata.commit_metadata(treefile, packages, version=version, inputhash=inputhash,
+                                    extra=opts.extra_metadata)
+    with reporter.task(f"Committing {treefile.ref} version {version}"):
+        checksum = repo.commit_directory(rootfs, ref=treefile.ref, subject=f"{treefile.ref} {version}",
+                                         metadata=meta, timestamp=timestamp, parent=parent)
+    if opts.write_commitid_to:
+        opts.write_commitid_to.write_text(checksum + "\n")
+    return ComposeResult(tuple(packages), inputhash, checksum, version)
+
+
+def compose_tree(treefile: Treefile, opts: ComposeOptions,
+                 reporter: Reporter | None = None) -> ComposeResult:
+    """The whole compose; raises NothingChanged when the inputs are unchanged."""
+    reporter = reporter or NullReporter()
+    assert opts.repo is not None or opts.dry_run
+    apt_root = apt_root_for(treefile, opts.cachedir)
+    locked = lockfile.read_lockfile(opts.lockfile) if opts.lockfile else ()
+    if not opts.cache_only:
+        with reporter.task("Updating package lists"):
+            backend.update(apt_root)
+    with reporter.task("Resolving packages"):
+        packages = resolve_packages(treefile, apt_root, locked)
+    inputhash = metadata.input_hash(treefile, packages)
+    if opts.write_lockfile_to:
+        lockfile.write_lockfile(opts.write_lockfile_to, packages)
+    if opts.dry_run:
+        return ComposeResult(tuple(packages), inputhash, changed=False)
+
+    repo = Repo.open(opts.repo, create=True)  # type: ignore[arg-type]
+    current = repo.resolve(treefile.ref, allow_missing=True)
+    if current and not opts.force_nocache:
+        previous = repo.read_commit(current)
+        if previous.metadata.get(metadata.INPUTHASH_KEY) == inputhash:
+            if opts.write_commitid_to:
+                opts.write_commitid_to.write_text(current + "\n")
+            raise NothingChanged(f"No changes: {treefile.ref} is {current} "
+                                 f"(version {previous.version}), built from the same inputs")
+
+    with reporter.task(f"Fetching {len(packages)} packages"):
+        files = backend.fetch(apt_root, packages)
+    with work_directory(opts.workdir) as work:
+        rootfs = work / "rootfs"
+        with reporter.task(f"Building the root filesystem ({len(packages)} packages)"):
+            build_rootfs(rootfs, treefile, apt_root, packages, files)
+        postprocess(rootfs, treefile, reporter)
+        return commit(treefile, rootfs, repo, opts, reporter, packages, inputhash)

@@ -1,0 +1,1 @@
+"""Transactions on sysroots and queries on repositories; the one engine."""
