@@ -114,3 +114,15 @@ class RepoError(AptOstreeError):
 
 class LayoutError(AptOstreeError):
     """A tree cannot be adapted to the OSTree layout."""
+
+
+class SysrootError(AptOstreeError):
+    """A sysroot is missing, uninitialised, or a deployment operation failed."""
+
+    dbus_name = "org.aptostree1.Error.Sysroot"
+
+
+class PermissionDenied(AptOstreeError):
+    """The caller may not do this (not root, or refused by polkit)."""
+
+    dbus_name = "org.aptostree1.Error.PermissionDenied"

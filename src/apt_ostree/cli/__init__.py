@@ -25,7 +25,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import compose, db
+    from . import compose, db, sysroot
 
     parser = Parser(
         prog="apt-ostree",
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     compose.register(sub)
     db.register(sub)
+    sysroot.register(sub)
     return parser
 
 

@@ -18,7 +18,7 @@ import gi
 gi.require_version("OSTree", "1.0")
 from gi.repository import Gio, GLib, OSTree  # noqa: E402
 
-from .errors import RepoError  # noqa: E402
+from ..errors import RepoError  # noqa: E402
 
 
 def variant(value: Any) -> GLib.Variant:
@@ -140,3 +140,77 @@ class Repo:
         except GLib.Error as e:
             raise RepoError(f"commit to {self.path} failed: {e.message}") from e
         return checksum  # type: ignore[no-any-return]
+
+    # ---- remotes and pulls -----------------------------------------------
+
+    def remote_add(self, name: str, url: str, *, gpg_verify: bool = False) -> None:
+        opts = GLib.Variant("a{sv}", {"gpg-verify": GLib.Variant("s", "true" if gpg_verify else "false")})
+        try:
+            self._repo.remote_change(None, OSTree.RepoRemoteChange.ADD_IF_NOT_EXISTS, name, url,
+                                     opts, None)
+        except GLib.Error as e:
+            raise RepoError(f"cannot add remote {name}: {e.message}") from e
+
+    def remote_url(self, name: str) -> str | None:
+        try:
+            _, url = self._repo.remote_get_url(name)
+        except GLib.Error:
+            return None
+        return url  # type: ignore[no-any-return]
+
+    def pull(self, remote: str, refs: list[str], *, commit_only: bool = False,
+             depth: int = 0) -> None:
+        """Pull ``refs`` (refs or checksums) from a remote name or a base URL."""
+        flags = OSTree.RepoPullFlags.COMMIT_ONLY if commit_only else OSTree.RepoPullFlags.NONE
+        opts: dict[str, GLib.Variant] = {
+            "refs": GLib.Variant("as", refs),
+            "flags": GLib.Variant("i", int(flags)),
+        }
+        if depth:
+            opts["depth"] = GLib.Variant("i", depth)
+        try:
+            self._repo.pull_with_options(remote, GLib.Variant("a{sv}", opts), None, None)
+        except GLib.Error as e:
+            what = ", ".join(refs)
+            raise RepoError(f"cannot pull {what} from {remote}: {e.message}") from e
+
+    def set_ref(self, remote: str | None, ref: str, checksum: str | None) -> None:
+        self._repo.set_ref_immediate(remote, ref, checksum, None)
+
+    def history(self, rev: str) -> Iterator[Commit]:
+        """The commit ``rev`` and its ancestors that are present locally."""
+        checksum: str | None = self.resolve(rev)
+        while checksum:
+            try:
+                commit = self.read_commit(checksum)
+            except RepoError:
+                return
+            yield commit
+            checksum = commit.parent
+
+    def read_file(self, rev: str, path: str) -> bytes | None:
+        """The content of ``path`` in commit ``rev``, following one level of symlink."""
+        checksum = self.resolve(rev)
+        try:
+            _, root, _ = self._repo.read_commit(checksum, None)
+        except GLib.Error as e:
+            raise RepoError(f"cannot read commit {checksum}: {e.message}") from e
+        f = root.resolve_relative_path(path.lstrip("/"))
+        try:
+            info = f.query_info("standard::type,standard::symlink-target",
+                                Gio.FileQueryInfoFlags.NOFOLLOW_SYMLINKS, None)
+            if info.get_file_type() == Gio.FileType.SYMBOLIC_LINK:
+                target = info.get_symlink_target()
+                base = os.path.dirname("/" + path.lstrip("/"))
+                f = root.resolve_relative_path(os.path.normpath(os.path.join(base, target)).lstrip("/"))
+            stream = f.read(None)
+            chunks = []
+            while True:
+                chunk = stream.read_bytes(1 << 20, None).get_data()
+                if not chunk:
+                    break
+                chunks.append(bytes(chunk))
+            stream.close(None)
+        except GLib.Error:
+            return None
+        return b"".join(chunks)

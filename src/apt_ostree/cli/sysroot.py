@@ -1,0 +1,227 @@
+"""Commands on a sysroot: admin init, status, upgrade, deploy, rebase, rollback,
+cleanup, kargs, pin/unpin."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..engine import deploy, status
+from ..engine.db import PackageDiff
+from ..ostree import Sysroot
+from ..progress import LineReporter
+
+
+def open_sysroot(args: argparse.Namespace) -> Sysroot:
+    return Sysroot.open(args.sysroot or "/")
+
+
+def _ts(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def print_diff(diff: PackageDiff) -> None:
+    if diff.is_empty():
+        print("No package changes.")
+    for title, changes in (("Upgraded", diff.upgraded), ("Downgraded", diff.downgraded)):
+        if changes:
+            print(f"{title}:")
+            for c in changes:
+                print(f"  {c.name} {c.old} -> {c.new}")
+    for title, pkgs in (("Removed", diff.removed), ("Added", diff.added)):
+        if pkgs:
+            print(f"{title}:")
+            for p in pkgs:
+                print(f"  {p.name} {p.version}")
+
+
+def print_status(data: dict[str, Any], verbose: bool, booted_only: bool) -> None:
+    print(f"State: {'busy' if data.get('transaction') else 'idle'}")
+    print("Deployments:")
+    for d in data["deployments"]:
+        if booted_only and not d["booted"]:
+            continue
+        mark = "●" if d["booted"] else " "
+        flags = [f for f, on in (("default", d["default"]), ("staged", d["staged"]),
+                                 ("pinned", d["pinned"])) if on]
+        suffix = f" ({', '.join(flags)})" if flags else ""
+        print(f"{mark} {d['osname']}:{d['origin'].partition(':')[2] or d['origin']}{suffix}")
+        rows: list[tuple[str, str]] = []
+        version = d.get("version") or "-"
+        rows.append(("Version", f"{version} ({_ts(d['timestamp'])})"))
+        if d["base-checksum"] != d["checksum"]:
+            rows.append(("BaseCommit", d["base-checksum"]))
+            rows.append(("Commit", d["checksum"]))
+        else:
+            rows.append(("Commit", d["checksum"]))
+        if d.get("override-commit"):
+            rows.append(("Pinned to", d["override-commit"]))
+        if verbose:
+            rows.append(("Origin", d["origin"]))
+            rows.append(("Id", d["id"]))
+            rows.append(("Kernel args", " ".join(d["kernel-arguments"]) or "-"))
+            if d["unlocked"] != "none":
+                rows.append(("Unlocked", d["unlocked"]))
+        for key, title in (("requested-base-removals", "RemovedBasePackages"),
+                           ("requested-base-local-replacements", "ReplacedBasePackages"),
+                           ("requested-packages", "LayeredPackages"),
+                           ("requested-local-packages", "LocalPackages")):
+            if d.get(key):
+                rows.append((title, " ".join(d[key])))
+        for key, value in rows:
+            print(f"{key:>22}: {value}")
+        print()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    data = status.status(open_sysroot(args))
+    if args.json:
+        if args.booted:
+            data["deployments"] = [d for d in data["deployments"] if d["booted"]]
+        json.dump(data, sys.stdout, indent=2)
+        print()
+    else:
+        print_status(data, args.verbose, args.booted)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    deploy.require_root("admin init")
+    d = deploy.admin_init(Path(args.dir), args.repo, args.ref, osname=args.os,
+                          kargs=args.karg or [], reporter=LineReporter())
+    print(f"Deployed {d.osname}:{args.ref} ({d.checksum}) into {args.dir}")
+    return 0
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    result = deploy.upgrade(open_sysroot(args), check=args.check, preview=args.preview,
+                            reporter=LineReporter())
+    if not result.deployed:
+        print(f"Update available: {result.checksum}" +
+              (f" (version {result.version})" if result.version else ""))
+        if result.diff is not None:
+            print_diff(result.diff)
+        return 0
+    print(f"Upgraded to {result.checksum}" + (f" (version {result.version})" if result.version else ""))
+    if result.diff is not None:
+        print_diff(result.diff)
+    print("Run 'apt-ostree rollback' to go back to the previous deployment.")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    checksum = deploy.deploy_revision(open_sysroot(args), args.revision, LineReporter())
+    print(f"Deployed {checksum}")
+    return 0
+
+
+def cmd_rebase(args: argparse.Namespace) -> int:
+    checksum = deploy.rebase(open_sysroot(args), args.refspec, LineReporter())
+    print(f"Rebased to {args.refspec} ({checksum})")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    new_default, previous = deploy.rollback(open_sysroot(args))
+    print(f"Moving {new_default.checksum[:12]}.{new_default.serial} to be the default deployment; "
+          f"{previous.checksum[:12]}.{previous.serial} is now the rollback")
+    return 0
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    if not (args.pending or args.rollback or args.base or args.repomd):
+        from ..errors import UsageError
+        raise UsageError("cleanup: choose at least one of -p, -r, -b, -m")
+    removed = deploy.cleanup(open_sysroot(args), pending=args.pending, rollback=args.rollback,
+                             base=args.base, metadata=args.repomd)
+    for item in removed:
+        print(f"Removed {item}")
+    if not removed:
+        print("Nothing to remove; unreferenced objects pruned.")
+    return 0
+
+
+def cmd_kargs(args: argparse.Namespace) -> int:
+    change = deploy.KargsChange(
+        append=tuple(args.append or ()), append_if_missing=tuple(args.append_if_missing or ()),
+        delete=tuple(args.delete or ()), delete_if_present=tuple(args.delete_if_present or ()),
+        replace=tuple(args.replace or ()))
+    sysroot = open_sysroot(args)
+    if change.is_empty():
+        print(" ".join(deploy.current_kargs(sysroot)))
+        return 0
+    after = deploy.kargs(sysroot, change, LineReporter())
+    print(f"Kernel arguments updated: {' '.join(after)}")
+    return 0
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    d = deploy.set_pinned(open_sysroot(args), args.index, args.pin)
+    print(f"Deployment {args.index} ({d.id}) is now {'pinned' if d.pinned else 'unpinned'}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    admin = sub.add_parser("admin", help="set up sysroots")
+    asub = admin.add_subparsers(dest="admin_command", metavar="COMMAND")
+    asub.required = True
+    p = asub.add_parser("init", help="create a sysroot in DIR and deploy REF from REPO",
+                        description="Create an OSTree sysroot in DIR, add a remote pointing at "
+                                    "REPO (a path or URL), pull REF and deploy it.")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--repo", required=True, help="OSTree repository: a path or an http(s) URL")
+    p.add_argument("--ref", required=True, help="the ref to deploy")
+    p.add_argument("--os", metavar="NAME", help="stateroot name (default: the tree's os-release ID)")
+    p.add_argument("--karg", action="append", metavar="ARG", help="kernel argument (repeatable)")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("status", help="show the deployments")
+    p.add_argument("--json", action="store_true", help="machine-readable output (see README)")
+    p.add_argument("-v", "--verbose", action="store_true", help="more detail")
+    p.add_argument("-b", "--booted", action="store_true", help="only the booted deployment")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("upgrade", help="deploy the newest commit of the origin's ref",
+                       description="Pull the newest commit of the origin's ref and deploy it as the "
+                                   "new default; the former default stays as rollback. Exit 77: "
+                                   "no update.")
+    p.add_argument("--check", action="store_true", help="only say whether an update is available")
+    p.add_argument("--preview", action="store_true", help="like --check, and show the package diff")
+    p.set_defaults(func=cmd_upgrade)
+
+    p = sub.add_parser("deploy", help="deploy a commit of the origin's ref by checksum or version")
+    p.add_argument("revision", metavar="REVISION")
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("rebase", help="follow another ref (REMOTE:REF or REF)")
+    p.add_argument("refspec", metavar="REFSPEC")
+    p.set_defaults(func=cmd_rebase)
+
+    p = sub.add_parser("rollback", help="make the previous deployment the default again")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("cleanup", help="remove deployments, refs and cached data")
+    p.add_argument("-p", "--pending", action="store_true", help="remove the pending deployment")
+    p.add_argument("-r", "--rollback", action="store_true", help="remove the rollback deployment")
+    p.add_argument("-b", "--base", action="store_true", help="remove unused layering base refs")
+    p.add_argument("-m", "--repomd", action="store_true", help="remove cached package metadata")
+    p.set_defaults(func=cmd_cleanup)
+
+    p = sub.add_parser("kargs", help="show or change kernel arguments (as a new deployment)")
+    p.add_argument("--append", action="append", metavar="KEY=VALUE")
+    p.add_argument("--append-if-missing", action="append", metavar="KEY=VALUE")
+    p.add_argument("--delete", action="append", metavar="KEY[=VALUE]")
+    p.add_argument("--delete-if-present", action="append", metavar="KEY[=VALUE]")
+    p.add_argument("--replace", action="append", metavar="KEY=VALUE|KEY=OLD=NEW")
+    p.set_defaults(func=cmd_kargs)
+
+    p = sub.add_parser("pin", help="keep a deployment (by index) from being garbage collected")
+    p.add_argument("index", type=int, metavar="INDEX")
+    p.set_defaults(func=cmd_pin, pin=True)
+    p = sub.add_parser("unpin", help="release a pinned deployment")
+    p.add_argument("index", type=int, metavar="INDEX")
+    p.set_defaults(func=cmd_pin, pin=False)

@@ -1,0 +1,211 @@
+"""Sysroots: deployments, origins, boot entries, the lock (libostree ``Sysroot``).
+
+Not booted (directory sysroots, image builds, tests): ``deploy_tree`` +
+``simple_write_deployment``.  Every mutation happens under the sysroot lock.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import gi
+
+gi.require_version("OSTree", "1.0")
+from gi.repository import Gio, GLib, OSTree  # noqa: E402
+
+from ..errors import RepoError, SysrootError  # noqa: E402
+from .repo import Repo  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What status shows about one deployment."""
+
+    index: int
+    osname: str
+    checksum: str
+    serial: int
+    origin_refspec: str | None
+    booted: bool
+    staged: bool
+    pinned: bool
+    unlocked: str
+    kargs: tuple[str, ...]
+    bootcsum: str
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return f"{self.osname}-{self.checksum}.{self.serial}"
+
+
+class Sysroot:
+    def __init__(self, path: Path, sysroot: OSTree.Sysroot) -> None:
+        self.path = path
+        self._sysroot = sysroot
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, must_exist: bool = True) -> Sysroot:
+        p = Path(path)
+        if must_exist and not (p / "ostree/repo/config").is_file():
+            raise SysrootError(f"{p}: not an OSTree sysroot (no ostree/repo)",
+                               hint="create one with 'apt-ostree admin init'")
+        sysroot = OSTree.Sysroot.new(Gio.File.new_for_path(os.fspath(p)))
+        if must_exist:
+            try:
+                sysroot.load(None)
+            except GLib.Error as e:
+                raise SysrootError(f"{p}: cannot load sysroot: {e.message}") from e
+        return cls(p, sysroot)
+
+    @property
+    def gobject(self) -> OSTree.Sysroot:
+        return self._sysroot
+
+    def reload(self) -> None:
+        self._sysroot.load(None)
+
+    def initialize(self, osname: str) -> None:
+        try:
+            self._sysroot.ensure_initialized(None)
+            self._sysroot.load(None)
+            self._sysroot.init_osname(osname, None)
+            self._sysroot.load(None)
+        except GLib.Error as e:
+            raise SysrootError(f"cannot initialize sysroot {self.path}: {e.message}") from e
+
+    def repo(self) -> Repo:
+        _, repo = self._sysroot.get_repo(None)
+        return Repo(repo, self.path / "ostree/repo")
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the sysroot lock; wait (saying so) if another process has it."""
+        _, acquired = self._sysroot.try_lock()
+        if not acquired:
+            print("Waiting for the sysroot lock...", file=sys.stderr, flush=True)
+            self._sysroot.lock()
+        try:
+            yield
+        finally:
+            self._sysroot.unlock()
+
+    # ---- reading --------------------------------------------------------
+
+    def _raw_deployments(self) -> list[OSTree.Deployment]:
+        return list(self._sysroot.get_deployments())
+
+    def _info(self, index: int, d: OSTree.Deployment) -> Deployment:
+        booted = self._sysroot.get_booted_deployment()
+        origin = d.get_origin()
+        refspec = None
+        if origin is not None:
+            try:
+                refspec = origin.get_string("origin", "refspec")
+            except GLib.Error:
+                refspec = None
+        bootconfig = d.get_bootconfig()
+        options = bootconfig.get("options") if bootconfig else None
+        staged = d.is_staged() if hasattr(d, "is_staged") else False
+        return Deployment(
+            index=index, osname=d.get_osname(), checksum=d.get_csum(),
+            serial=d.get_deployserial(), origin_refspec=refspec,
+            booted=booted is not None and booted.equal(d), staged=bool(staged),
+            pinned=bool(d.is_pinned()),
+            unlocked=OSTree.Deployment.unlocked_state_to_string(d.get_unlocked()),
+            kargs=tuple(options.split()) if options else (), bootcsum=d.get_bootcsum(),
+            path=self.path / self._sysroot.get_deployment_dirpath(d),
+        )
+
+    def deployments(self) -> list[Deployment]:
+        return [self._info(i, d) for i, d in enumerate(self._raw_deployments())]
+
+    def origin(self, index: int) -> GLib.KeyFile:
+        d = self._raw_deployments()[index]
+        origin = d.get_origin()
+        if origin is None:
+            raise SysrootError(f"deployment {index} has no origin file")
+        return origin
+
+    def is_booted(self) -> bool:
+        return self._sysroot.get_booted_deployment() is not None
+
+    # ---- writing --------------------------------------------------------
+
+    def new_origin(self, refspec: str) -> GLib.KeyFile:
+        return self._sysroot.origin_new_from_refspec(refspec)
+
+    def deploy(self, osname: str, checksum: str, origin: GLib.KeyFile, *,
+               merge_index: int | None, kargs: Sequence[str] | None = None) -> None:
+        """Deploy ``checksum`` as the new default; the merge deployment stays as rollback."""
+        raw = self._raw_deployments()
+        merge = raw[merge_index] if merge_index is not None else None
+        try:
+            _, new = self._sysroot.deploy_tree(osname, checksum, origin, merge,
+                                               list(kargs) if kargs is not None else None, None)
+            self._sysroot.simple_write_deployment(osname, new, merge,
+                                                  OSTree.SysrootSimpleWriteDeploymentFlags.NONE,
+                                                  None)
+        except GLib.Error as e:
+            raise SysrootError(f"cannot deploy {checksum[:12]}: {e.message}") from e
+        finally:
+            self._sysroot.load(None)
+
+    def reorder(self, order: Sequence[int]) -> None:
+        raw = self._raw_deployments()
+        try:
+            self._sysroot.write_deployments([raw[i] for i in order], None)
+        except GLib.Error as e:
+            raise SysrootError(f"cannot write deployments: {e.message}") from e
+        finally:
+            self._sysroot.load(None)
+
+    def remove(self, indexes: Sequence[int]) -> None:
+        raw = self._raw_deployments()
+        keep = [d for i, d in enumerate(raw) if i not in set(indexes)]
+        self.write(keep)
+
+    def write(self, deployments: list[OSTree.Deployment]) -> None:
+        try:
+            self._sysroot.write_deployments(deployments, None)
+        except GLib.Error as e:
+            raise SysrootError(f"cannot write deployments: {e.message}") from e
+        finally:
+            self._sysroot.load(None)
+
+    def set_pinned(self, index: int, pinned: bool) -> None:
+        d = self._raw_deployments()[index]
+        try:
+            self._sysroot.deployment_set_pinned(d, pinned)
+        except GLib.Error as e:
+            raise SysrootError(f"cannot change the pin of deployment {index}: {e.message}") from e
+        self._sysroot.load(None)
+
+    def cleanup(self) -> None:
+        """Remove unused deployment directories, boot files and unreferenced objects."""
+        try:
+            self._sysroot.cleanup(None)
+        except GLib.Error as e:
+            raise SysrootError(f"cleanup failed: {e.message}") from e
+
+
+def origin_get(origin: GLib.KeyFile, group: str, key: str) -> str | None:
+    try:
+        return origin.get_string(group, key)  # type: ignore[no-any-return]
+    except GLib.Error:
+        return None
+
+
+def copy_origin(origin: GLib.KeyFile) -> GLib.KeyFile:
+    new = GLib.KeyFile()
+    data, _ = origin.to_data()
+    new.load_from_data(data, len(data.encode()), GLib.KeyFileFlags.KEEP_COMMENTS)
+    return new
+
+
+__all__ = ["Deployment", "RepoError", "Sysroot", "SysrootError", "copy_origin", "origin_get"]
