@@ -18,6 +18,8 @@ def read_lockfile(path: Path) -> tuple[Package, ...]:
         data = json.loads(path.read_text())
     except OSError as e:
         raise LockfileError(f"{path}: cannot read: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise LockfileError(f"{path}: not UTF-8 text (byte {e.start})") from e
     except json.JSONDecodeError as e:
         raise LockfileError(f"{path}: invalid JSON: {e.msg} (line {e.lineno})") from e
     packages = data.get("packages") if isinstance(data, dict) else None

@@ -125,6 +125,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text()
     except OSError as e:
         raise TreefileError(str(path), [f"cannot read: {e.strerror}"]) from e
+    except UnicodeDecodeError as e:
+        raise TreefileError(str(path), [f"not UTF-8 text (byte {e.start})"]) from e
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -146,10 +148,12 @@ def _check(path: Path, data: dict[str, Any], problems: list[str]) -> None:
             problems.append(f"{key}: unknown key")
     for key in SCALAR_STR_KEYS:
         if key in data and not isinstance(data[key], str):
-            if key == "version" and isinstance(data[key], (int, float)) and not isinstance(data[key], bool):
+            # An integer version is unambiguous; a float is not (YAML reads 2024.10 as 2024.1).
+            if key == "version" and type(data[key]) is int:
                 data[key] = str(data[key])
                 continue
-            problems.append(f"{key}: expected a string, got {_type_name(data[key])}")
+            hint = " (quote it)" if isinstance(data[key], float) else ""
+            problems.append(f"{key}: expected a string, got {_type_name(data[key])}{hint}")
     for key in LIST_KEYS:
         if key in data and not isinstance(data[key], list):
             problems.append(f"{key}: expected a list, got {_type_name(data[key])}")
@@ -161,8 +165,13 @@ def _check(path: Path, data: dict[str, Any], problems: list[str]) -> None:
         for i, item in enumerate(data["sources"]):
             if isinstance(item, dict):
                 for k, v in item.items():
-                    if not isinstance(v, (str, list)):
+                    # YAML turns deb822's yes/no (Trusted, Enabled) into booleans.
+                    if not isinstance(v, (str, list, bool)):
                         problems.append(f"sources[{i}].{k}: expected a string or list")
+                    for j, word in enumerate(v) if isinstance(v, list) else ():
+                        if not isinstance(word, str):
+                            problems.append(f"sources[{i}].{k}[{j}]: expected a string, "
+                                            f"got {_type_name(word)}")
             elif not isinstance(item, str):
                 problems.append(f"sources[{i}]: expected a source line or a deb822 mapping, "
                                 f"got {_type_name(item)}")
@@ -188,7 +197,10 @@ def _render_source(item: str | dict[str, Any]) -> str:
     if isinstance(item, dict):
         lines = []
         for k, v in item.items():
-            value = " ".join(v) if isinstance(v, list) else str(v)
+            if isinstance(v, bool):
+                value = "yes" if v else "no"
+            else:
+                value = " ".join(v) if isinstance(v, list) else str(v)
             lines.append(f"{k}: {value}")
         return "\n".join(lines)
     return item.strip()

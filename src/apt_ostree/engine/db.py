@@ -45,7 +45,10 @@ class PackageDiff:
 
 def diff_packages(old: Iterable[Package], new: Iterable[Package],
                   compare: Callable[[str, str], int]) -> PackageDiff:
-    """What changed between two package sets, keyed by (name, architecture)."""
+    """What changed between two package sets, keyed by (name, architecture).
+
+    Two spellings of one Debian version ("1.0" and "0:1.0") are not a change.
+    """
     before = {(p.name, p.architecture): p for p in old}
     after = {(p.name, p.architecture): p for p in new}
     out = PackageDiff()
@@ -56,8 +59,10 @@ def diff_packages(old: Iterable[Package], new: Iterable[Package],
         elif b is None and a is not None:
             out.removed.append(a)
         elif a is not None and b is not None and a.version != b.version:
-            change = Change(key[0], key[1], a.version, b.version)
-            (out.upgraded if compare(a.version, b.version) < 0 else out.downgraded).append(change)
+            order = compare(a.version, b.version)
+            if order != 0:
+                change = Change(key[0], key[1], a.version, b.version)
+                (out.upgraded if order < 0 else out.downgraded).append(change)
     return out
 
 
