@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import apt_pkg
-
 from ..packages import Package
 
 # Where the database lives in a tree adapted to OSTree, and in a plain one.
@@ -22,13 +20,22 @@ def admindir(root: Path) -> Path:
 
 
 def installed_packages(admin: Path) -> list[Package]:
-    """Packages whose status is 'install ok installed' in ``admin``/status."""
+    """Packages whose status is 'install ok installed' in ``admin``/status.
+
+    Parsed from text read at once: nothing stays open on the tree (it may be
+    an overlay about to be unmounted).
+    """
     out = []
-    with open(admin / "status", encoding="utf-8") as f:
-        for section in apt_pkg.TagFile(f):
-            status = section.get("Status", "").split()
-            if status[-1:] != ["installed"]:
+    text = (admin / "status").read_text(encoding="utf-8", errors="replace")
+    for stanza in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in stanza.splitlines():
+            if line[:1] in (" ", "\t") or ":" not in line:
                 continue
-            out.append(Package(section["Package"], section["Version"],
-                               section.get("Architecture", "all")))
+            key, _, value = line.partition(":")
+            if key in ("Package", "Version", "Architecture", "Status"):
+                fields[key] = value.strip()
+        if "Package" in fields and fields.get("Status", "").split()[-1:] == ["installed"]:
+            out.append(Package(fields["Package"], fields.get("Version", ""),
+                               fields.get("Architecture", "all")))
     return sorted(out)

@@ -25,7 +25,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import compose, db, sysroot
+    from . import compose, db, packages, sysroot
 
     parser = Parser(
         prog="apt-ostree",
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     compose.register(sub)
     db.register(sub)
     sysroot.register(sub)
+    packages.register(sub)
     return parser
 
 

@@ -135,10 +135,20 @@ class UpgradeResult:
 
 
 def _deploy_new(sysroot: Sysroot, cur: Deployment, checksum: str, origin: Origin,
-                reporter: Reporter, kargs: Sequence[str] | None = None) -> None:
+                reporter: Reporter, kargs: Sequence[str] | None = None,
+                relayer: bool = True) -> None:
+    """Deploy the base ``checksum`` with the origin's package requests re-applied."""
+    from .layer import build_layered_commit, sync_base_refs  # layer builds on this module
+
+    base = checksum
+    if relayer and origin.requested:
+        checksum = build_layered_commit(sysroot, base, origin.requested,
+                                        reporter=reporter).checksum
+    sync_base_refs(sysroot, extra=[base_checksum(sysroot.repo(), checksum)])
     with reporter.task(f"Deploying {checksum[:12]}"):
         sysroot.deploy(cur.osname, checksum, origin.to_keyfile(), merge_index=cur.index,
                        kargs=kargs)
+    sync_base_refs(sysroot)
 
 
 # ---- transactions ------------------------------------------------------------
@@ -252,11 +262,12 @@ def cleanup(sysroot: Sysroot, *, pending: bool = False, rollback: bool = False,
             removed += [f"deployment {deployments[i].id}" for i in drop]
         repo = sysroot.repo()
         if base:
-            used = {d.checksum for d in sysroot.deployments()}
-            for ref, checksum in repo.refs().items():
-                if ref.startswith("apt-ostree/") and checksum not in used:
-                    repo.set_ref(None, ref, None)
-                    removed.append(f"ref {ref}")
+            from .layer import BASE_REF_PREFIX, sync_base_refs
+
+            before = {c for r, c in repo.refs().items() if r.startswith(BASE_REF_PREFIX)}
+            sync_base_refs(sysroot)
+            after = {c for r, c in repo.refs().items() if r.startswith(BASE_REF_PREFIX)}
+            removed += [f"base ref to {c[:12]}" for c in sorted(before - after)]
         if metadata:
             cache = sysroot.path / CLIENT_CACHE
             if cache.exists():
@@ -335,7 +346,7 @@ def kargs(sysroot: Sysroot, change: KargsChange, reporter: Reporter | None = Non
         if after == before:
             raise NothingChanged("No changes to the kernel arguments.")
         origin = read_origin(sysroot, cur)
-        _deploy_new(sysroot, cur, cur.checksum, origin, reporter, kargs=after)
+        _deploy_new(sysroot, cur, cur.checksum, origin, reporter, kargs=after, relayer=False)
         return after
 
 

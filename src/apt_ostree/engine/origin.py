@@ -78,3 +78,6 @@ class Origin:
 
     def pinned_to(self, checksum: str | None) -> Origin:
         return replace(self, override_commit=checksum)
+
+    def with_requests(self, requested: tuple[str, ...]) -> Origin:
+        return replace(self, requested=requested)
