@@ -20,7 +20,7 @@ from ..apt.layering import LayerPlan, plan_layer
 from ..compose.layout import STATE_PATHS
 from ..compose.metadata import build_timestamp, packages_variant
 from ..compose.treefile import host_sources
-from ..errors import NothingChanged, UsageError
+from ..errors import AptOstreeError, NothingChanged
 from ..mounts import overlay
 from ..ostree import Sysroot
 from ..ostree.layer import checkout, commit_layer
@@ -114,13 +114,13 @@ def change_packages(sysroot: Sysroot, *, install: Sequence[str] = (), uninstall:
             if name in requested:
                 if idempotent:
                     continue
-                raise UsageError(f"package {name} is already requested",
-                                 hint="use --idempotent to ignore this")
+                raise AptOstreeError(f"package {name} is already requested",
+                                     hint="use --idempotent to ignore this")
             requested.append(name)
         unknown = [n for n in uninstall if n not in requested]
         if unknown:
-            raise UsageError(f"package{'s' if len(unknown) > 1 else ''} "
-                             f"{', '.join(unknown)} {'are' if len(unknown) > 1 else 'is'} not requested")
+            raise AptOstreeError(f"package{'s' if len(unknown) > 1 else ''} "
+                                 f"{', '.join(unknown)} {'are' if len(unknown) > 1 else 'is'} not requested")
         requested = [] if uninstall_all else [n for n in requested if n not in uninstall]
         if requested == list(origin.requested):
             raise NothingChanged("No change.")
