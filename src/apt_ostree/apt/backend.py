@@ -12,7 +12,9 @@ import hashlib
 import logging
 import os
 import platform
-from collections.abc import Iterable, Sequence
+import shutil
+import urllib.parse
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,32 +148,58 @@ def _open_cache(root: AptRoot) -> tuple[apt_pkg.Cache, apt_pkg.DepCache]:
     return cache, apt_pkg.DepCache(cache)
 
 
-def _explain_broken(cache: apt_pkg.Cache, dep: apt_pkg.DepCache) -> list[str]:
+def _explain(cache: apt_pkg.Cache, dep: apt_pkg.DepCache, refused: Sequence[apt_pkg.Package],
+             candidate: Callable[[apt_pkg.Package], apt_pkg.Version | None]) -> list[str]:
+    """Why the marked set is broken or ``refused`` could not be marked, one line per cause."""
     lines: list[str] = []
-    for pkg in cache.packages:
-        if not dep.is_inst_broken(pkg):
-            continue
-        ver = dep.get_candidate_ver(pkg)
-        if ver is None:
-            continue
-        for kind in ("PreDepends", "Depends", "Conflicts", "Breaks"):
-            for group in ver.depends_list.get(kind, []):
-                names = " | ".join(
-                    f"{d.target_pkg.name}" + (f" ({d.comp_type} {d.target_ver})" if d.target_ver else "")
-                    for d in group)
-                if kind in ("PreDepends", "Depends"):
-                    if not any(dep.is_inst_broken(d.target_pkg) is False
-                               and dep.marked_install(d.target_pkg)
-                               and _satisfies(dep, d) for d in group):
-                        if not any(d.all_targets() for d in group):
-                            lines.append(f"{pkg.name} depends on {names}, which is not available")
-                        else:
-                            lines.append(f"{pkg.name} depends on {names}, which cannot be installed")
-                else:
-                    for d in group:
-                        if dep.marked_install(d.target_pkg) and _satisfies(dep, d):
-                            lines.append(f"{pkg.name} conflicts with {names}")
-    return sorted(set(lines))
+    seen: set[int] = set()
+    broken = [pkg for pkg in cache.packages if dep.is_inst_broken(pkg)]
+    for pkg in [*refused, *broken]:
+        lines += _why_not_installable(dep, pkg, seen, candidate)
+    for pkg in broken:
+        ver = candidate(pkg)
+        for kind in ("Conflicts", "Breaks"):
+            for group in ver.depends_list.get(kind, []) if ver else ():
+                for d in group:
+                    if dep.marked_install(d.target_pkg) and _satisfies(dep, d):
+                        lines.append(f"{pkg.name} conflicts with {_dep_names(group)}")
+    return list(dict.fromkeys(lines))
+
+
+def _dep_names(group: Sequence[apt_pkg.Dependency]) -> str:
+    return " | ".join(f"{d.target_pkg.name}" + (f" ({d.comp_type} {d.target_ver})" if d.target_ver else "")
+                      for d in group)
+
+
+def _why_not_installable(dep: apt_pkg.DepCache, pkg: apt_pkg.Package, seen: set[int],
+                         candidate: Callable[[apt_pkg.Package], apt_pkg.Version | None]) -> list[str]:
+    """The dependencies that keep apt from installing ``pkg``, followed down the chain."""
+    if pkg.id in seen:
+        return []
+    seen.add(pkg.id)
+    ver = candidate(pkg)
+    if ver is None:
+        return [f"{pkg.name} has no installable version"]
+    lines: list[str] = []
+    for kind in ("PreDepends", "Depends"):
+        for group in ver.depends_list.get(kind, []):
+            names = _dep_names(group)
+            targets = [t for d in group for t in d.all_targets()]
+            if not targets:
+                available = sorted({v.ver_str for d in group for v in d.target_pkg.version_list})
+                lines.append(f"{pkg.name} depends on {names}, which is not available"
+                             + (f" (only {', '.join(available)})" if available else ""))
+                continue
+            candidates = [t for t in targets
+                          if (c := candidate(t.parent_pkg)) is not None and c.id == t.id]
+            if not candidates:
+                lines.append(f"{pkg.name} depends on {names}, which is not the candidate version")
+                continue
+            if any(dep.marked_install(t.parent_pkg) for t in candidates):
+                continue
+            sub = [w for t in candidates for w in _why_not_installable(dep, t.parent_pkg, seen, candidate)]
+            lines += sub or [f"{pkg.name} depends on {names}, which cannot be installed"]
+    return lines
 
 
 def _satisfies(dep: apt_pkg.DepCache, d: apt_pkg.Dependency) -> bool:
@@ -197,6 +225,7 @@ def resolve(root: AptRoot, request: ResolveRequest) -> list[Package]:
     cache, dep = _open_cache(root)
     arch = native_architecture()
     excluded = set(request.exclude)
+    pinned: dict[int, apt_pkg.Version] = {}
 
     for locked in request.locked:
         pkg = _lookup(cache, locked.name, arch)
@@ -209,6 +238,7 @@ def resolve(root: AptRoot, request: ResolveRequest) -> list[Package]:
                 "is not available from the sources",
                 hint="update the lockfile or drop --lockfile")
         dep.set_candidate_ver(pkg, match[0])
+        pinned[pkg.id] = match[0]
 
     wanted: list[apt_pkg.Package] = []
     missing: list[str] = []
@@ -252,10 +282,19 @@ def resolve(root: AptRoot, request: ResolveRequest) -> list[Package]:
             fixer.resolve(True)
         except SystemError:
             pass
-    if dep.broken_count:
-        why = _explain_broken(cache, dep)
-        raise DepsolveError("cannot resolve the package set:\n" +
-                            "\n".join(f"  {w}" for w in why or ["unsatisfiable dependencies"]))
+    # apt leaves a package it cannot install unmarked, and drops its candidate.
+    refused = [pkg for pkg in wanted if not dep.marked_install(pkg)]
+    if dep.broken_count or refused:
+        policy = dep.policy
+
+        def candidate(pkg: apt_pkg.Package) -> apt_pkg.Version | None:
+            return (dep.get_candidate_ver(pkg) or pinned.get(pkg.id)
+                    or policy.get_candidate_ver(pkg))  # type: ignore[attr-defined]
+
+        why = _explain(cache, dep, refused, candidate) or [
+            f"cannot install {', '.join(p.name for p in refused)}" if refused
+            else "unsatisfiable dependencies"]
+        raise DepsolveError("cannot resolve the package set:\n" + "\n".join(f"  {w}" for w in why))
 
     result: list[Package] = []
     for pkg in cache.packages:
@@ -265,9 +304,6 @@ def resolve(root: AptRoot, request: ResolveRequest) -> list[Package]:
             if pkg.name in excluded:
                 raise DepsolveError(f"excluded package {pkg.name} is needed by the package set")
             result.append(Package(pkg.name, ver.ver_str, ver.arch))
-    for pkg in wanted:
-        if not dep.marked_install(pkg):
-            raise DepsolveError(f"cannot install {pkg.name}")
     return sorted(result)
 
 
@@ -285,12 +321,14 @@ def fetch(root: AptRoot, packages: Sequence[Package]) -> dict[Package, Path]:
     """
     cache, dep = _open_cache(root)
     arch = native_architecture()
+    selected: dict[Package, apt_pkg.Version] = {}
     for p in packages:
         pkg = _lookup(cache, p.name, arch if p.architecture != "all" else "all")
         vers = [v for v in (pkg.version_list if pkg else [])
                 if v.ver_str == p.version and v.arch == p.architecture]
         if pkg is None or not vers:
             raise FetchError(f"{p.name} {p.version} is not available from the sources")
+        selected[p] = vers[0]
         dep.set_candidate_ver(pkg, vers[0])
         dep.mark_install(pkg, False, True)
     acquire = apt_pkg.Acquire()
@@ -309,10 +347,41 @@ def fetch(root: AptRoot, packages: Sequence[Package]) -> dict[Package, Path]:
     out = {}
     for p in packages:
         path = root.archives / archive_name(p)
+        local = _local_archive(sources, records, selected[p])
+        if local is not None:
+            # apt uses file: archives in place; the build reads the cache only.
+            _copy_if_changed(local, path)
         if not path.is_file():
             raise FetchError(f"{p.name} {p.version}: download left no file at {path}")
         out[p] = path
     return out
+
+
+def _local_archive(sources: apt_pkg.SourceList, records: apt_pkg.PackageRecords,
+                   ver: apt_pkg.Version) -> Path | None:
+    """The .deb of ``ver`` when it comes from a file: source (apt does not copy those)."""
+    for pkgfile, index in ver.file_list:
+        source = sources.find_index(pkgfile)
+        if source is None or not records.lookup((pkgfile, index)):
+            continue
+        uri = source.archive_uri(records.filename)
+        if uri.startswith("file:"):
+            path = Path(urllib.parse.unquote(urllib.parse.urlparse(uri).path))
+            if path.is_file():
+                return path
+    return None
+
+
+def _copy_if_changed(src: Path, dest: Path) -> None:
+    try:
+        if src.samefile(dest) or (dest.stat().st_size == src.stat().st_size
+                                  and dest.read_bytes() == src.read_bytes()):
+            return
+    except FileNotFoundError:
+        pass
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dest)
 
 
 def stanzas(root: AptRoot, packages: Iterable[Package]) -> dict[Package, str]:
