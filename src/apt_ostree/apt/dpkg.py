@@ -16,6 +16,7 @@ from ..run import DEFAULT_PATH, run
 
 ADMINDIR = "/usr/share/dpkg/database"
 DEBS_MOUNT = "/run/apt-ostree/debs"
+USER_DBS = ("passwd", "group", "shadow", "gshadow")
 POLICY_RC_D = "#!/bin/sh\n# apt-ostree: no services are started while packages are installed\nexit 101\n"
 
 
@@ -44,13 +45,20 @@ def dpkg_sandbox(tree: Path, debs: Path, state_links: Sequence[tuple[str, str]],
 
 
 def install_debs(tree: Path, debs: Path, names: Sequence[str],
-                 state_links: Sequence[tuple[str, str]], scratch: Path) -> str:
-    """``dpkg -i`` the files ``names`` (in ``debs``) into ``tree``; return dpkg's output."""
+                 state_links: Sequence[tuple[str, str]], scratch: Path,
+                 remove: Sequence[str] = ()) -> str:
+    """Purge ``remove``, then ``dpkg -i`` the files ``names`` (in ``debs``), in ``tree``."""
     policy = scratch / "policy-rc.d"
     policy.write_text(POLICY_RC_D)
     policy.chmod(0o755)
-    argv = ["dpkg", f"--admindir={ADMINDIR}", "--force-unsafe-io", "--force-confdef",
-            "--force-confold", "-i", *(f"{DEBS_MOUNT}/{n}" for n in names)]
-    proc = run(argv, sandbox=dpkg_sandbox(tree, debs, state_links, policy),
-               what="dpkg (maintainer scripts)", error=ScriptFailed)
-    return proc.stdout
+    sandbox = dpkg_sandbox(tree, debs, state_links, policy)
+    common = ["dpkg", f"--admindir={ADMINDIR}", "--force-unsafe-io", "--force-confdef",
+              "--force-confold"]
+    output = ""
+    if remove:
+        output += run([*common, "--purge", *remove], sandbox=sandbox,
+                      what="dpkg --purge (maintainer scripts)", error=ScriptFailed).stdout
+    if names:
+        output += run([*common, "-i", *(f"{DEBS_MOUNT}/{n}" for n in names)], sandbox=sandbox,
+                      what="dpkg (maintainer scripts)", error=ScriptFailed).stdout
+    return output

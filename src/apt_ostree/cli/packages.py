@@ -1,48 +1,144 @@
-"""Package layering commands: install, uninstall."""
+"""Package layering commands: install, uninstall, override, reset, refresh-md, search."""
 
 from __future__ import annotations
 
 import argparse
 
 from ..engine import layer
+from ..engine.layer import LayeringChange, LayerResult
 from ..progress import LineReporter
 from .sysroot import open_sysroot
 
 
-def cmd_install(args: argparse.Namespace) -> int:
-    result = layer.change_packages(open_sysroot(args), install=args.packages,
-                                   idempotent=args.idempotent, cache_only=args.cache_only,
-                                   reporter=LineReporter())
-    for name in result.plan.inactive:
-        print(f"Inactive request: {name} is already provided by the base")
-    if result.plan.install:
-        print("Added: " + ", ".join(f"{p.name} {p.version}" for p in result.plan.install))
-    print(f"Deployed {result.checksum}; reboot (or 'apt-ostree rollback') to switch.")
+def print_plan(result: LayerResult, *, dry_run: bool = False) -> None:
+    plan = result.plan
+    for name in plan.inactive:
+        print(f"Inactive request: {name} (already provided by the base)")
+    verb = "Would install" if dry_run else "Installed"
+    new = [p for p in plan.install if p.name not in {b.name for b, _ in plan.replaced}]
+    if new or plan.local:
+        print(f"{verb}: " + ", ".join([f"{p.name} {p.version}" for p in new] +
+                                      [f"{d.name} {d.version} (local)" for d in plan.local
+                                       if d.name not in {b.name for b, _ in plan.replaced}]))
+    for base, repl in plan.replaced:
+        print(f"{'Would replace' if dry_run else 'Replaced'}: {base.name} {base.version} -> {repl.version}")
+    if plan.remove:
+        print(f"{'Would remove' if dry_run else 'Removed'}: {', '.join(plan.remove)}")
+
+
+def _run(args: argparse.Namespace, change: LayeringChange) -> int:
+    dry_run = getattr(args, "dry_run", False)
+    download_only = getattr(args, "download_only", False)
+    result = layer.change_layering(
+        open_sysroot(args), change, idempotent=getattr(args, "idempotent", False),
+        allow_inactive=getattr(args, "allow_inactive", False),
+        cache_only=getattr(args, "cache_only", False), dry_run=dry_run,
+        download_only=download_only, reporter=LineReporter())
+    print_plan(result, dry_run=dry_run)
+    if dry_run:
+        print("Dry run: nothing deployed.")
+    elif download_only:
+        print("Packages downloaded; nothing deployed.")
+    else:
+        print(f"Deployed {result.checksum} as the new default; "
+              "reboot into it, or 'apt-ostree rollback' to undo.")
     return 0
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    return _run(args, LayeringChange(install=tuple(args.packages)))
 
 
 def cmd_uninstall(args: argparse.Namespace) -> int:
-    result = layer.change_packages(open_sysroot(args), uninstall=args.packages,
-                                   uninstall_all=args.all, cache_only=args.cache_only,
-                                   reporter=LineReporter())
-    print(f"Deployed {result.checksum}")
+    if not args.packages and not args.all:
+        from ..errors import UsageError
+        raise UsageError("uninstall: name packages or use --all")
+    return _run(args, LayeringChange(uninstall=tuple(args.packages), uninstall_all=args.all))
+
+
+def cmd_override(args: argparse.Namespace) -> int:
+    if args.override_command == "remove":
+        return _run(args, LayeringChange(remove=tuple(args.packages)))
+    if args.override_command == "replace":
+        return _run(args, LayeringChange(replace=tuple(args.packages)))
+    if not args.packages and not args.all:
+        from ..errors import UsageError
+        raise UsageError("override reset: name packages or use --all")
+    return _run(args, LayeringChange(reset_overrides=tuple(args.packages),
+                                     reset_all_overrides=args.all))
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    return _run(args, LayeringChange(reset_all=True))
+
+
+def cmd_refresh_md(args: argparse.Namespace) -> int:
+    layer.refresh_metadata(open_sysroot(args), LineReporter())
+    print("Package lists updated.")
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    hits = layer.search(open_sysroot(args), args.terms)
+    for name, version, summary in hits:
+        print(f"{name} {version}: {summary}")
+    if not hits:
+        print("No matches.")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, *, dry_run: bool = True) -> None:
+    if dry_run:
+        p.add_argument("-n", "--dry-run", action="store_true", help="show what would change; deploy nothing")
+    p.add_argument("-y", "--assumeyes", action="store_true", help="do not ask (there are no prompts)")
+    p.add_argument("-C", "--cache-only", action="store_true", help="do not update the package lists")
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("install", help="layer packages on the base as a new deployment",
-                       description="Resolve PKG against the deployment's own package database "
-                                   "and apt sources, install it in a sandbox on top of the base "
-                                   "and deploy the result as the new default.")
-    p.add_argument("packages", nargs="+", metavar="PKG")
-    p.add_argument("--idempotent", action="store_true",
-                   help="succeed without change if already requested")
-    p.add_argument("-C", "--cache-only", action="store_true",
-                   help="do not update the package lists")
+    p = sub.add_parser("install", help="layer packages on the base (a new deployment)",
+                       description="Resolve packages against the deployment's own package database "
+                                   "and apt sources, install them in a sandbox on top of the base "
+                                   "and deploy the result as the new default. PKG may be a name or "
+                                   "a path to a .deb file.")
+    p.add_argument("packages", nargs="+", metavar="PKG|./FILE.deb")
+    _common(p)
+    p.add_argument("--idempotent", action="store_true", help="succeed without change if already requested")
+    p.add_argument("--allow-inactive", action="store_true",
+                   help="record the request even if the base already has the package")
+    p.add_argument("--download-only", action="store_true", help="only download the packages")
     p.set_defaults(func=cmd_install)
-    p = sub.add_parser("uninstall", help="remove layered packages (as a new deployment)")
+
+    p = sub.add_parser("uninstall", help="remove layered packages (a new deployment)")
     p.add_argument("packages", nargs="*", metavar="PKG")
     p.add_argument("--all", action="store_true", help="remove every layered package")
-    p.add_argument("-C", "--cache-only", action="store_true",
-                   help="do not update the package lists")
+    _common(p)
     p.set_defaults(func=cmd_uninstall)
+
+    ov = sub.add_parser("override", help="remove or replace base packages",
+                        description="Change packages of the base explicitly (a new deployment).")
+    osub = ov.add_subparsers(dest="override_command", metavar="COMMAND")
+    osub.required = True
+    p = osub.add_parser("remove", help="remove base packages")
+    p.add_argument("packages", nargs="+", metavar="PKG")
+    _common(p)
+    p.set_defaults(func=cmd_override)
+    p = osub.add_parser("replace", help="replace base packages by a local .deb or another version")
+    p.add_argument("packages", nargs="+", metavar="./FILE.deb|PKG=VERSION")
+    _common(p)
+    p.set_defaults(func=cmd_override)
+    p = osub.add_parser("reset", help="drop overrides (back to the base's packages)")
+    p.add_argument("packages", nargs="*", metavar="PKG")
+    p.add_argument("--all", action="store_true", help="drop every override")
+    _common(p)
+    p.set_defaults(func=cmd_override)
+
+    p = sub.add_parser("reset", help="drop all layered packages and overrides (a new deployment)")
+    _common(p)
+    p.set_defaults(func=cmd_reset)
+
+    p = sub.add_parser("refresh-md", help="update the package lists of the deployment's sources")
+    p.set_defaults(func=cmd_refresh_md)
+
+    p = sub.add_parser("search", help="search the packages of the deployment's sources")
+    p.add_argument("terms", nargs="+", metavar="TERM")
+    p.set_defaults(func=cmd_search)

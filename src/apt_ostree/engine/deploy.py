@@ -138,12 +138,11 @@ def _deploy_new(sysroot: Sysroot, cur: Deployment, checksum: str, origin: Origin
                 reporter: Reporter, kargs: Sequence[str] | None = None,
                 relayer: bool = True) -> None:
     """Deploy the base ``checksum`` with the origin's package requests re-applied."""
-    from .layer import build_layered_commit, sync_base_refs  # layer builds on this module
+    from .layer import deploy_layered, sync_base_refs  # layer builds on this module
 
-    base = checksum
-    if relayer and origin.requested:
-        checksum = build_layered_commit(sysroot, base, origin.requested,
-                                        reporter=reporter).checksum
+    if relayer:
+        deploy_layered(sysroot, cur, checksum, origin, reporter=reporter, kargs=kargs)
+        return
     sync_base_refs(sysroot, extra=[base_checksum(sysroot.repo(), checksum)])
     with reporter.task(f"Deploying {checksum[:12]}"):
         sysroot.deploy(cur.osname, checksum, origin.to_keyfile(), merge_index=cur.index,

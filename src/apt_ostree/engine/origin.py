@@ -37,6 +37,7 @@ class Origin:
     requested: tuple[str, ...] = ()
     requested_local: tuple[str, ...] = ()
     override_remove: tuple[str, ...] = ()
+    override_replace: tuple[str, ...] = ()
     override_replace_local: tuple[str, ...] = ()
     unreadable: bool = False
 
@@ -57,6 +58,7 @@ class Origin:
             requested=_get_list(kf, "packages", "requested"),
             requested_local=_get_list(kf, "packages", "requested-local"),
             override_remove=_get_list(kf, "overrides", "remove"),
+            override_replace=_get_list(kf, "overrides", "replace"),
             override_replace_local=_get_list(kf, "overrides", "replace-local"),
         )
 
@@ -68,6 +70,7 @@ class Origin:
         for group, key, values in (("packages", "requested", self.requested),
                                    ("packages", "requested-local", self.requested_local),
                                    ("overrides", "remove", self.override_remove),
+                                   ("overrides", "replace", self.override_replace),
                                    ("overrides", "replace-local", self.override_replace_local)):
             if values:
                 kf.set_string_list(group, key, list(values))
@@ -81,3 +84,11 @@ class Origin:
 
     def with_requests(self, requested: tuple[str, ...]) -> Origin:
         return replace(self, requested=requested)
+
+    def has_layering(self) -> bool:
+        return bool(self.requested or self.requested_local or self.override_remove
+                    or self.override_replace or self.override_replace_local)
+
+    def without_layering(self) -> Origin:
+        return replace(self, requested=(), requested_local=(), override_remove=(),
+                       override_replace=(), override_replace_local=())
