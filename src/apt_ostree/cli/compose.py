@@ -91,6 +91,7 @@ def cmd_postprocess(args: argparse.Namespace) -> int:
 
 def cmd_commit(args: argparse.Namespace) -> int:
     treefile = load_treefile(args.treefile)
+    pipeline.check_adapted(Path(args.rootfs))  # before creating the repository
     repo = Repo.open(args.repo, create=True)
     result = pipeline.commit(treefile, Path(args.rootfs), repo, _options(args), LineReporter())
     print(f"Wrote commit {result.commit} ({treefile.ref}, version {result.version})")

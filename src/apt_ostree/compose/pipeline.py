@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..apt import backend, dpkgdb
-from ..errors import NothingChanged
+from ..errors import LayoutError, NothingChanged
 from ..ostree import Repo
 from ..packages import Package, ResolveRequest
 from ..progress import NullReporter, Reporter
@@ -98,6 +98,8 @@ def install(treefile: Treefile, dest: Path, opts: ComposeOptions,
 
 
 def postprocess(rootfs: Path, treefile: Treefile | None, reporter: Reporter) -> None:
+    # Before the treefile's changes: they must not land in a missing or adapted tree.
+    layout.check_not_adapted(rootfs)
     if treefile is not None:
         with reporter.task("Applying the treefile"):
             treeops.apply_treefile(rootfs, treefile, reporter)
@@ -105,10 +107,24 @@ def postprocess(rootfs: Path, treefile: Treefile | None, reporter: Reporter) -> 
         layout.adapt_to_ostree(rootfs)
 
 
+def check_adapted(rootfs: Path) -> None:
+    """Refuse to commit what is not an OSTree-ready tree (``compose postprocess`` makes one)."""
+    if not rootfs.is_dir():
+        raise LayoutError(f"{rootfs}: no such directory")
+    if (rootfs / "etc").exists() or not (rootfs / "usr/etc").is_dir():
+        raise LayoutError(f"{rootfs}: not adapted to the OSTree layout (it needs /usr/etc and no /etc)",
+                          hint="run 'apt-ostree compose postprocess ROOTFS TREEFILE' first")
+    try:
+        dpkgdb.admindir(rootfs)
+    except FileNotFoundError:
+        raise LayoutError(f"{rootfs}: no dpkg database in {dpkgdb.OSTREE_ADMINDIR}") from None
+
+
 def commit(treefile: Treefile, rootfs: Path, repo: Repo, opts: ComposeOptions,
            reporter: Reporter, packages: Sequence[Package] | None = None,
            inputhash: str | None = None) -> ComposeResult:
     """Commit an adapted ``rootfs`` on the treefile's ref."""
+    check_adapted(rootfs)
     if packages is None:
         packages = dpkgdb.installed_packages(dpkgdb.admindir(rootfs))
     inputhash = inputhash or metadata.input_hash(treefile, packages)

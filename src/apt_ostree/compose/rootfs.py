@@ -37,8 +37,11 @@ def write_tree_sources(root: Path, sources: Sequence[str]) -> None:
 def build_rootfs(dest: Path, treefile: Treefile, apt_root: backend.AptRoot,
                  packages: Sequence[Package], files: dict[Package, Path]) -> None:
     """Install ``packages`` (and nothing else) into the new directory ``dest``."""
+    # mmdebstrap wants an absolute target whose parent exists.
+    dest = dest.absolute()
     if dest.exists() and any(dest.iterdir()):
         raise AptOstreeError(f"{dest}: exists and is not empty")
+    dest.parent.mkdir(parents=True, exist_ok=True)
     stanzas = backend.stanzas(apt_root, packages)
     index = Path(tempfile.mkdtemp(prefix=".index-", dir=apt_root.archives))
     try:
