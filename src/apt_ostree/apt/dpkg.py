@@ -20,9 +20,12 @@ USER_DBS = ("passwd", "group", "shadow", "gshadow")
 POLICY_RC_D = "#!/bin/sh\n# apt-ostree: no services are started while packages are installed\nexit 101\n"
 
 
-def dpkg_sandbox(tree: Path, debs: Path, state_links: Sequence[tuple[str, str]],
-                 policy: Path) -> list[str]:
-    opts = ["bwrap", "--die-with-parent", "--new-session", "--unshare-all",
+def dpkg_sandbox(tree: Path, debs: Path, var: Path, policy: Path) -> list[str]:
+    """bubblewrap options: ``tree``'s /usr and /usr/etc, ``var`` as /var, no network."""
+    # No user namespace: only uid 0 would be mapped, and dpkg and the shadow tools
+    # must chown files to other users and groups.
+    opts = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net",
+            "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--tmpfs", "/",
             "--bind", os.fspath(tree / "usr"), "/usr",
             "--bind", os.fspath(tree / "usr/etc"), "/etc"]
@@ -31,12 +34,7 @@ def dpkg_sandbox(tree: Path, debs: Path, state_links: Sequence[tuple[str, str]],
         if target.is_symlink():
             opts += ["--symlink", os.readlink(target), f"/{name}"]
     opts += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
-             "--tmpfs", "/var", "--dir", "/var/lib", "--dir", "/var/cache", "--dir", "/var/log",
-             "--dir", "/var/lib/systemd", "--dir", "/var/lib/apt"]
-    for var_path, usr_path in state_links:
-        if (tree / usr_path).exists():
-            opts += ["--symlink", os.path.relpath("/" + usr_path, os.path.dirname("/" + var_path)),
-                     "/" + var_path]
+             "--bind", os.fspath(var), "/var"]
     opts += ["--ro-bind", os.fspath(debs), DEBS_MOUNT,
              "--ro-bind", os.fspath(policy), "/usr/sbin/policy-rc.d",
              "--setenv", "PATH", DEFAULT_PATH, "--setenv", "DEBIAN_FRONTEND", "noninteractive",
@@ -44,14 +42,23 @@ def dpkg_sandbox(tree: Path, debs: Path, state_links: Sequence[tuple[str, str]],
     return opts
 
 
-def install_debs(tree: Path, debs: Path, names: Sequence[str],
-                 state_links: Sequence[tuple[str, str]], scratch: Path,
+def scratch_var(var: Path, state_links: Sequence[tuple[str, str]]) -> None:
+    """A /var for the sandbox: the usual directories, package state linked into /usr."""
+    for d in ("lib/apt", "lib/systemd", "cache", "log", "tmp", "spool"):
+        (var / d).mkdir(parents=True, exist_ok=True)
+    for var_path, usr_path in state_links:
+        link = var / var_path.removeprefix("var/")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath("/" + usr_path, os.path.dirname("/" + var_path)))
+
+
+def install_debs(tree: Path, debs: Path, names: Sequence[str], var: Path, scratch: Path,
                  remove: Sequence[str] = ()) -> str:
     """Purge ``remove``, then ``dpkg -i`` the files ``names`` (in ``debs``), in ``tree``."""
     policy = scratch / "policy-rc.d"
     policy.write_text(POLICY_RC_D)
     policy.chmod(0o755)
-    sandbox = dpkg_sandbox(tree, debs, state_links, policy)
+    sandbox = dpkg_sandbox(tree, debs, var, policy)
     common = ["dpkg", f"--admindir={ADMINDIR}", "--force-unsafe-io", "--force-confdef",
               "--force-confold"]
     output = ""

@@ -15,6 +15,7 @@ import apt_pkg
 
 from ..errors import AptOstreeError, DepsolveError, PackageNotFound
 from ..packages import Package
+from ..run import run
 from .backend import AptRoot, _open_cache, native_architecture
 
 
@@ -34,7 +35,20 @@ class LocalDeb:
         return Package(self.name, self.version, self.architecture)
 
 
+def check_member_paths(path: Path) -> None:
+    """Refuse a .deb with a file that would land outside the root."""
+    listing = run(["dpkg-deb", "--contents", str(path)], check=False)
+    if listing.returncode != 0:
+        raise AptOstreeError(f"{path}: not a valid .deb package (dpkg-deb cannot list it)")
+    for line in listing.stdout.splitlines():
+        name = line.split(None, 5)[-1].split(" -> ")[0] if line.strip() else ""
+        parts = name.split("/")
+        if name.startswith("/") or ".." in parts:
+            raise AptOstreeError(f"{path}: refusing a package with a path outside the root: {name}")
+
+
 def read_local_deb(path: Path) -> LocalDeb:
+    check_member_paths(path)
     try:
         control = apt_pkg.TagSection(apt_inst.DebFile(str(path)).control.extractdata("control"))
         return LocalDeb(path=path, name=control["Package"], version=control["Version"],

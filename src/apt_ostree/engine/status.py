@@ -29,8 +29,14 @@ def deployment_json(sysroot: Sysroot, repo: Repo, d: Deployment, default: bool) 
             base_meta = repo.read_commit(base).metadata
         except RepoError:
             base_meta = {}
-    layered = sorted({p.name for p in packages_from_metadata(meta)}
-                     - {p.name for p in packages_from_metadata(base_meta)}) if base != d.checksum else []
+    base_pkgs = {p.name: p for p in packages_from_metadata(base_meta)}
+    layered_commit = base != d.checksum
+    own = {p.name: p for p in packages_from_metadata(meta)} if layered_commit else base_pkgs
+    inactive = [r for r in origin.requested if r in base_pkgs]
+    local_names = [e.rpartition(":")[0] for e in origin.requested_local]
+    replaced = sorted(f"{n} {base_pkgs[n].version} -> {own[n].version}" for n in own
+                      if n in base_pkgs and own[n].version != base_pkgs[n].version)
+    removed = sorted(n for n in base_pkgs if layered_commit and n not in own)
     return {
         "id": d.id,
         "osname": d.osname,
@@ -49,12 +55,15 @@ def deployment_json(sysroot: Sysroot, repo: Repo, d: Deployment, default: bool) 
         "unlocked": d.unlocked,
         "kernel-arguments": [k for k in d.kargs if not k.startswith("ostree=")],
         "requested-packages": list(origin.requested),
+        "inactive-requests": inactive,
         "requested-local-packages": list(origin.requested_local),
-        "packages": layered,
+        "packages": [r for r in origin.requested if r not in base_pkgs],
+        "local-packages": local_names,
         "requested-base-removals": list(origin.override_remove),
-        "base-removals": list(origin.override_remove),
+        "base-removals": removed,
+        "requested-base-replacements": list(origin.override_replace),
         "requested-base-local-replacements": list(origin.override_replace_local),
-        "base-local-replacements": list(origin.override_replace_local),
+        "base-local-replacements": replaced,
     }
 
 
