@@ -1,13 +1,34 @@
-"""Mounts as context managers: an overlay that collects a tree's changes."""
+"""Mounts as context managers: an overlay that collects a tree's changes.
+
+mount(2) is called directly (no mount(8) process: layering is on the
+interactive path and a process start costs more than the mount).
+"""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .run import run
+from .errors import AptOstreeError
+
+MNT_DETACH = 2
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _mount(source: str, target: Path, fstype: str, options: str) -> None:
+    if _libc.mount(source.encode(), os.fsencode(target), fstype.encode(), 0, options.encode()) != 0:
+        err = ctypes.get_errno()
+        raise AptOstreeError(f"cannot mount {fstype} on {target}: {os.strerror(err)}")
+
+
+def _umount(target: Path) -> None:
+    if _libc.umount2(os.fsencode(target), 0) != 0:
+        # Never leave the mount behind: detach it lazily.
+        _libc.umount2(os.fsencode(target), MNT_DETACH)
 
 
 @contextmanager
@@ -15,11 +36,8 @@ def overlay(lower: Path, upper: Path, work: Path, merged: Path) -> Iterator[Path
     """Mount ``lower`` (read-only) + ``upper`` (the changes) at ``merged``."""
     for d in (upper, work, merged):
         d.mkdir(parents=True, exist_ok=True)
-    opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
-    run(["mount", "-t", "overlay", "overlay", "-o", opts, os.fspath(merged)], what="mount overlay")
+    _mount("overlay", merged, "overlay", f"lowerdir={lower},upperdir={upper},workdir={work}")
     try:
         yield merged
     finally:
-        # A lazy unmount as the fallback: never leave the overlay behind.
-        if run(["umount", os.fspath(merged)], check=False).returncode != 0:
-            run(["umount", "--lazy", os.fspath(merged)], what="umount overlay", check=False)
+        _umount(merged)

@@ -268,10 +268,14 @@ def cleanup(sysroot: Sysroot, *, pending: bool = False, rollback: bool = False,
             after = {c for r, c in repo.refs().items() if r.startswith(BASE_REF_PREFIX)}
             removed += [f"base ref to {c[:12]}" for c in sorted(before - after)]
         if metadata:
+            from .layer import drop_checkouts
+
             cache = sysroot.path / CLIENT_CACHE
             if cache.exists():
                 shutil.rmtree(cache)
                 removed.append("cached package metadata")
+            if drop_checkouts(sysroot):
+                removed.append("cached base checkout")
         sysroot.cleanup()
     return removed
 

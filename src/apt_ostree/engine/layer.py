@@ -40,6 +40,7 @@ from .origin import Origin
 CLIENT_CACHE = "ostree/apt-ostree/cache"
 CLIENT_TMP = "ostree/apt-ostree/tmp"
 LOCAL_STORE = "ostree/apt-ostree/local"
+CHECKOUTS = "ostree/apt-ostree/checkouts"
 CLIENT_LAYER_KEY = "apt-ostree.clientlayer"
 BASE_REF_PREFIX = "apt-ostree/base/"
 
@@ -104,6 +105,33 @@ def _apt_root(sysroot: Sysroot, tree: Path) -> backend.AptRoot:
     return apt_root
 
 
+def base_checkout(sysroot: Sysroot, base: str, reporter: Reporter) -> Path:
+    """A checkout of ``base`` (hardlinks; only ever the read-only lower layer), kept for reuse.
+
+    Checkouts of other bases are removed: one per sysroot is enough.
+    """
+    top = (sysroot.path / CHECKOUTS).resolve()
+    top.mkdir(parents=True, exist_ok=True)
+    for other in top.iterdir():
+        if other.name != base:
+            shutil.rmtree(other, ignore_errors=True)
+    target = top / base
+    if not target.is_dir():
+        partial = top / f"{base}.partial"
+        with reporter.task(f"Checking out base {base[:12]}"):
+            checkout(sysroot.repo(), base, partial)
+        partial.rename(target)
+    return target
+
+
+def drop_checkouts(sysroot: Sysroot) -> bool:
+    top = sysroot.path / CHECKOUTS
+    if top.exists():
+        shutil.rmtree(top)
+        return True
+    return False
+
+
 def _user_entries(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
@@ -126,9 +154,7 @@ def build_layered_commit(sysroot: Sysroot, base: str, request: LayerRequest, *,
         shutil.rmtree(stale, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix="layer.", dir=tmp_root))
     try:
-        lower = work / "lower"
-        with reporter.task(f"Checking out base {base[:12]}"):
-            checkout(repo, base, lower)
+        lower = base_checkout(sysroot, base, reporter)
         apt_root = _apt_root(sysroot, lower)
         if not cache_only:
             with reporter.task("Updating package lists"):
