@@ -18,7 +18,7 @@ import gi
 gi.require_version("OSTree", "1.0")
 from gi.repository import Gio, GLib, OSTree  # noqa: E402
 
-from ..errors import RepoError, SysrootError  # noqa: E402
+from ..errors import AptOstreeError, PermissionDenied, RepoError, SysrootError  # noqa: E402
 from .repo import Repo  # noqa: E402
 
 
@@ -52,15 +52,14 @@ class Sysroot:
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, must_exist: bool = True) -> Sysroot:
         p = Path(path)
-        if must_exist and not (p / "ostree/repo/config").is_file():
-            raise SysrootError(f"{p}: not an OSTree sysroot (no ostree/repo)",
-                               hint="create one with 'apt-ostree admin init'")
+        if must_exist:
+            _check_sysroot_dir(p)
         sysroot = OSTree.Sysroot.new(Gio.File.new_for_path(os.fspath(p)))
         if must_exist:
             try:
                 sysroot.load(None)
             except GLib.Error as e:
-                raise SysrootError(f"{p}: cannot load sysroot: {e.message}") from e
+                raise _load_error(p, e) from e
         return cls(p, sysroot)
 
     @property
@@ -85,11 +84,27 @@ class Sysroot:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the sysroot lock; wait (saying so) if another process has it."""
-        _, acquired = self._sysroot.try_lock()
-        if not acquired:
-            print("Waiting for the sysroot lock...", file=sys.stderr, flush=True)
-            self._sysroot.lock()
+        """Hold the sysroot lock; wait (saying so) if another process has it.
+
+        The deployments are loaded again once the lock is held: another
+        process may have changed them since ``open``, and a transaction that
+        started from the old list would silently drop that change.
+        """
+        try:
+            _, acquired = self._sysroot.try_lock()
+            if not acquired:
+                print("Waiting for the sysroot lock...", file=sys.stderr, flush=True)
+                self._sysroot.lock()
+        except GLib.Error as e:
+            if e.matches(Gio.io_error_quark(), Gio.IOErrorEnum.PERMISSION_DENIED):
+                raise PermissionDenied(f"cannot lock the sysroot {self.path}: permission denied",
+                                       hint="run this command as root") from e
+            raise SysrootError(f"cannot lock the sysroot {self.path}: {e.message}") from e
+        try:
+            self._sysroot.load(None)
+        except GLib.Error as e:
+            self._sysroot.unlock()
+            raise _load_error(self.path, e) from e
         try:
             yield
         finally:
@@ -192,6 +207,44 @@ class Sysroot:
             self._sysroot.cleanup(None)
         except GLib.Error as e:
             raise SysrootError(f"cleanup failed: {e.message}") from e
+
+
+def _check_sysroot_dir(p: Path) -> None:
+    """A clear error for a sysroot path that is missing, unreadable or not a sysroot."""
+    try:
+        if not p.is_dir():
+            raise SysrootError(f"{p}: no such directory" if not p.exists()
+                               else f"{p}: not a directory")
+        if not (p / "ostree/repo/config").is_file():
+            raise SysrootError(f"{p}: not an OSTree sysroot (no ostree/repo)",
+                               hint="create one with 'apt-ostree admin init'")
+    except PermissionError as e:
+        raise PermissionDenied(f"{p}: cannot read the sysroot: permission denied",
+                               hint="run this command as root") from e
+    except OSError as e:
+        raise SysrootError(f"{p}: cannot read the sysroot: {e.strerror}") from e
+
+
+def _load_error(p: Path, error: GLib.Error) -> AptOstreeError:
+    """The error for a sysroot libostree cannot load, naming a broken origin file if that is why."""
+    for origin in sorted(p.glob("ostree/deploy/*/deploy/*.origin")):
+        try:
+            text = origin.read_bytes().decode()
+            GLib.KeyFile().load_from_data(text, len(text.encode()), GLib.KeyFileFlags.NONE)
+            problem = None
+        except OSError as e:
+            problem = e.strerror
+        except UnicodeDecodeError:
+            problem = "not valid UTF-8"
+        except GLib.Error as e:
+            problem = e.message
+        if problem:
+            return SysrootError(f"{p}: the origin file {origin.relative_to(p)} is unreadable: {problem}",
+                                hint="restore it: it needs an [origin] group with a refspec= line")
+    if error.matches(Gio.io_error_quark(), Gio.IOErrorEnum.PERMISSION_DENIED):
+        return PermissionDenied(f"{p}: cannot load the sysroot: permission denied",
+                                hint="run this command as root")
+    return SysrootError(f"{p}: cannot load the sysroot: {error.message}")
 
 
 def origin_get(origin: GLib.KeyFile, group: str, key: str) -> str | None:
