@@ -49,7 +49,8 @@ def print_status(data: dict[str, Any], verbose: bool, booted_only: bool) -> None
         flags = [f for f, on in (("default", d["default"]), ("staged", d["staged"]),
                                  ("pinned", d["pinned"])) if on]
         suffix = f" ({', '.join(flags)})" if flags else ""
-        print(f"{mark} {d['osname']}:{d['origin'].partition(':')[2] or d['origin']}{suffix}")
+        ref = d["origin"].partition(":")[2] or d["origin"] or "(the origin names no refspec)"
+        print(f"{mark} {d['osname']}:{ref}{suffix}")
         rows: list[tuple[str, str]] = []
         version = d.get("version") or "-"
         rows.append(("Version", f"{version} ({_ts(d['timestamp'])})"))
