@@ -177,11 +177,29 @@ def upgrade(sysroot: Sysroot, *, check: bool = False, preview: bool = False,
                              diff=commit_diff(repo, base, new))
 
 
+MIN_CHECKSUM_PREFIX = 4
+
+
 def find_revision(repo: Repo, refspec: str, revision: str) -> str:
-    """A commit of ``refspec``'s history by checksum (or prefix) or version."""
-    for commit in repo.history(refspec):
-        if commit.checksum.startswith(revision.lower()) or commit.version == revision:
-            return commit.checksum
+    """A commit of ``refspec``'s history: by checksum, else by version, else by checksum prefix.
+
+    A version wins over a prefix ("20250101" is a plausible version and a
+    plausible prefix); the newest commit carrying a version wins; an
+    ambiguous prefix is refused.
+    """
+    commits = list(repo.history(refspec))
+    rev = revision.lower()
+    exact = [c for c in commits if c.checksum == rev]
+    by_version = [c for c in commits if c.version == revision]
+    if exact or by_version:
+        return (exact or by_version)[0].checksum
+    if len(rev) >= MIN_CHECKSUM_PREFIX and all(ch in "0123456789abcdef" for ch in rev):
+        prefixed = [c for c in commits if c.checksum.startswith(rev)]
+        if len(prefixed) > 1:
+            raise RepoError(f"revision {revision!r} is ambiguous in the history of {refspec}: "
+                            + ", ".join(c.checksum[:12] for c in prefixed))
+        if prefixed:
+            return prefixed[0].checksum
     raise RepoError(f"revision {revision!r} not found in the history of {refspec}")
 
 
