@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -15,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..apt import backend, dpkgdb
-from ..errors import LayoutError, NothingChanged
+from ..errors import AptOstreeError, LayoutError, NothingChanged
 from ..ostree import Repo
 from ..packages import Package, ResolveRequest
 from ..progress import NullReporter, Reporter
 from . import layout, lockfile, metadata, treeops
-from .rootfs import build_rootfs
+from .rootfs import build_rootfs, remove_tree
 from .treefile import Treefile
 
 log = logging.getLogger(__name__)
@@ -77,7 +76,10 @@ def work_directory(workdir: Path | None) -> Iterator[Path]:
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        try:
+            remove_tree(path)
+        except AptOstreeError as e:  # keep the error that brought us here
+            log.warning("%s", e)
 
 
 def install(treefile: Treefile, dest: Path, opts: ComposeOptions,
