@@ -128,9 +128,11 @@ def update(root: AptRoot) -> None:
     proc = run(["apt-get", "update", "-q", "--error-on=any", *apt_options(root)],
                check=False)
     if proc.returncode != 0:
+        # The E:/W: lines say it all ("Err:N URI" lines only repeat the URI).
         problems = [ln[3:].strip() for ln in proc.stdout.splitlines()
-                    if ln.startswith(("E: ", "W: ", "Err:"))] or proc.stdout.splitlines()[-3:]
+                    if ln.startswith(("E: ", "W: "))] or proc.stdout.splitlines()[-3:]
         problems = [p for p in problems if not p.startswith("Some index files failed")]
+        problems = [" ".join(p.split()) for p in dict.fromkeys(problems)]
         raise SourcesError("cannot update package lists: " + "; ".join(problems[:4]),
                            hint="check the treefile's sources and the network")
 
