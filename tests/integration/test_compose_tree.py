@@ -161,6 +161,12 @@ def test_factory_copies_are_owned_like_the_original(tree: ComposedTree, ostree: 
     assert line[0] == "-00644" and line[1:3] == ["0", "0"], line
 
 
+def test_build_host_paths_do_not_leak(tree: ComposedTree, ostree: OstreeCli,
+                                      tmpfiles: dict[str, str]) -> None:
+    # mmdebstrap bind-mounts the .deb cache into the tree while it builds.
+    assert not [line for line in tmpfiles.values() if "test-cache" in line or "pytest" in line]
+
+
 def test_package_state_links_back_from_var(tmpfiles: dict[str, str]) -> None:
     assert tmpfiles["/var/lib/dpkg"].split() == \
         ["L", "/var/lib/dpkg", "-", "-", "-", "-", "../../usr/share/dpkg/database"]

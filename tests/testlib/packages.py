@@ -3,7 +3,8 @@
 ``aot-app`` depends on ``aot-lib``, has preinst/postinst scripts, a conffile
 under /etc, content under /var, a systemd unit and a target; ``aot-broken``
 depends on a package that exists nowhere, ``aot-chain`` on ``aot-broken``,
-``aot-needs-new-lib`` on a version of ``aot-lib`` that does not exist.  ``UPDATE_PACKAGES`` hold a newer
+``aot-needs-new-lib`` on a version of ``aot-lib`` that does not exist;
+the postinst of ``aot-failing-postinst`` fails.  ``UPDATE_PACKAGES`` hold a newer
 ``aot-app`` for upgrade and diff tests.
 """
 
@@ -78,5 +79,9 @@ BROKEN = DebSpec(name="aot-broken", depends=("aot-missing-dependency",),
 CHAIN = DebSpec(name="aot-chain", depends=("aot-broken",))
 NEEDS_NEW_LIB = DebSpec(name="aot-needs-new-lib", depends=("aot-lib (>= 5.0)",))
 
-BASE_PACKAGES = (LIB, app("1.0"), EXTRA, BROKEN, CHAIN, NEEDS_NEW_LIB)
+# Installs, then its postinst fails (saying why first).
+FAILING_POSTINST = DebSpec(name="aot-failing-postinst", scripts={
+    "postinst": 'echo "aot-failing-postinst: cannot configure: marker-91" >&2\nexit 7\n'})
+
+BASE_PACKAGES = (LIB, app("1.0"), EXTRA, BROKEN, CHAIN, NEEDS_NEW_LIB, FAILING_POSTINST)
 UPDATE_PACKAGES = (app("2.0"),)
