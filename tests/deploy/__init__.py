@@ -1,0 +1,1 @@
+"""Deployment tests on directory sysroots, checked with the real ``ostree`` CLI."""
