@@ -151,7 +151,8 @@ class BootEntry:
 
     @property
     def options(self) -> list[str]:
-        return self.fields.get("options", "").split()
+        # The kernel's rule: whitespace inside double quotes does not split.
+        return re.findall(r'(?:[^\s"]|"[^"]*")+', self.fields.get("options", ""))
 
     @property
     def kargs(self) -> list[str]:

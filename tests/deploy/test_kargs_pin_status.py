@@ -24,12 +24,13 @@ def test_kargs(sysroot: Path) -> None:
     assert aot_ok(sysroot, "kargs").stdout.split() == current
 
     steps: list[tuple[list[str], list[str]]] = [
-        (["--append", "foo=bar", "--append", "foo=baz", "--append", "rw"],
-         [*current, "foo=bar", "foo=baz", "rw"]),
-        (["--delete", "foo=bar", "--replace", "foo=baz=qux"], [*current, "foo=qux", "rw"]),
+        (["--append", "foo=bar", "--append", "foo=baz", "--append", "rw", "--append", 'quoted="a b"'],
+         [*current, "foo=bar", "foo=baz", "rw", 'quoted="a b"']),
+        (["--delete", "foo=bar", "--replace", "foo=baz=qux"], [*current, "foo=qux", "rw", 'quoted="a b"']),
         (["--replace", "console=tty0", "--append-if-missing", "quiet", "--append-if-missing", "splash"],
-         ["quiet", "console=tty0", "foo=qux", "rw", "splash"]),
-        (["--delete-if-present", "rw", "--delete-if-present", "nosuch", "--delete", "quiet"],
+         ["quiet", "console=tty0", "foo=qux", "rw", 'quoted="a b"', "splash"]),
+        (["--delete-if-present", "rw", "--delete-if-present", "nosuch", "--delete", "quiet",
+          "--delete", 'quoted="a b"'],
          ["console=tty0", "foo=qux", "splash"]),
     ]
     for args, expected in steps:
@@ -37,7 +38,7 @@ def test_kargs(sysroot: Path) -> None:
         assert " ".join(expected) in proc.stdout, (args, proc.stdout)
         # The new default has them (ostree= kept); the previous default is the rollback.
         check_sysroot(sysroot, kargs=[expected, current], with_fsck=False)
-        assert aot_ok(sysroot, "kargs").stdout.split() == expected
+        assert aot_ok(sysroot, "kargs").stdout.strip() == " ".join(expected)
         for entry in boot_entries(sysroot):
             assert entry.ostree_arg.startswith("/ostree/boot.")
         current = expected

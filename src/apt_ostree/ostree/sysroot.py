@@ -133,7 +133,7 @@ class Sysroot:
             booted=booted is not None and booted.equal(d), staged=bool(staged),
             pinned=bool(d.is_pinned()),
             unlocked=OSTree.Deployment.unlocked_state_to_string(d.get_unlocked()),
-            kargs=tuple(options.split()) if options else (), bootcsum=d.get_bootcsum(),
+            kargs=split_kargs(options or ""), bootcsum=d.get_bootcsum(),
             path=self.path / self._sysroot.get_deployment_dirpath(d),
         )
 
@@ -209,6 +209,25 @@ class Sysroot:
             raise SysrootError(f"cleanup failed: {e.message}") from e
 
 
+def split_kargs(options: str) -> tuple[str, ...]:
+    """Kernel arguments as the kernel splits them: whitespace inside double quotes is kept."""
+    args: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for ch in options:
+        if ch == '"':
+            quoted = not quoted
+        if ch.isspace() and not quoted:
+            if current:
+                args.append("".join(current))
+                current = []
+        else:
+            current.append(ch)
+    if current:
+        args.append("".join(current))
+    return tuple(args)
+
+
 def _check_sysroot_dir(p: Path) -> None:
     """A clear error for a sysroot path that is missing, unreadable or not a sysroot."""
     try:
@@ -261,4 +280,5 @@ def copy_origin(origin: GLib.KeyFile) -> GLib.KeyFile:
     return new
 
 
-__all__ = ["Deployment", "RepoError", "Sysroot", "SysrootError", "copy_origin", "origin_get"]
+__all__ = ["Deployment", "RepoError", "Sysroot", "SysrootError", "copy_origin", "origin_get",
+           "split_kargs"]
