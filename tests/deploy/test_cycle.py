@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import KARGS, OSNAME, OTHER_REF, REF, Trees
-from .lib import aot, aot_ok, check_sysroot, deployment_dir, snapshot, status_json
+from .lib import aot, aot_ok, assert_error, check_sysroot, deployment_dir, snapshot, status_json
 
 pytestmark = [pytest.mark.root, pytest.mark.network]
 
@@ -97,3 +97,16 @@ def test_full_cycle(sysroot: Path, trees: Trees) -> None:
     # Nothing pending, no layering base refs, no cached metadata: nothing to remove.
     proc = aot_ok(sysroot, "cleanup", "-p", "-b", "-m")
     check_sysroot(sysroot, versions=["other-1"], checksums=[other], kargs=[K])
+
+
+def test_upgrade_never_goes_back_silently(sysroot: Path, trees: Trees) -> None:
+    """The server's ref moved back to an older commit: upgrade refuses unless told."""
+    trees.publish(REF, trees.v2)
+    aot_ok(sysroot, "upgrade")
+    trees.publish(REF, trees.v1)
+    before = snapshot(sysroot)
+    for args in ([], ["--check"]):
+        assert_error(aot(sysroot, "upgrade", *args), "older")
+    assert snapshot(sysroot) == before
+    aot_ok(sysroot, "upgrade", "--allow-downgrade")
+    check_sysroot(sysroot, versions=["1.0", "2.0"], checksums=[trees.v1, trees.v2], kargs=[K, K])

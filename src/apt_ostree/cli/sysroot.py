@@ -100,7 +100,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
     result = deploy.upgrade(open_sysroot(args), check=args.check, preview=args.preview,
-                            reporter=LineReporter())
+                            allow_downgrade=args.allow_downgrade, reporter=LineReporter())
     if not result.deployed:
         print(f"Update available: {result.checksum}" +
               (f" (version {result.version})" if result.version else ""))
@@ -192,6 +192,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                    "no update.")
     p.add_argument("--check", action="store_true", help="only say whether an update is available")
     p.add_argument("--preview", action="store_true", help="like --check, and show the package diff")
+    p.add_argument("--allow-downgrade", action="store_true",
+                   help="deploy the ref's commit even if it is older than the deployed one")
     p.set_defaults(func=cmd_upgrade)
 
     p = sub.add_parser("deploy", help="deploy a commit of the origin's ref by checksum or version")

@@ -112,11 +112,12 @@ def base_checksum(repo: Repo, checksum: str) -> str:
 
 
 def _pull(repo: Repo, origin: Origin, refs: list[str], reporter: Reporter, *,
-          commit_only: bool = False, depth: int = 0) -> None:
+          commit_only: bool = False, depth: int = 0, timestamp_check: bool = False) -> None:
     if origin.remote is None:
         return  # a local ref: nothing to fetch
     with reporter.task(f"Pulling {', '.join(refs)} from {origin.remote}"):
-        repo.pull(origin.remote, refs, commit_only=commit_only, depth=depth)
+        repo.pull(origin.remote, refs, commit_only=commit_only, depth=depth,
+                  timestamp_check=timestamp_check)
 
 
 def commit_diff(repo: Repo, old: str, new: str) -> PackageDiff:
@@ -154,7 +155,7 @@ def _deploy_new(sysroot: Sysroot, cur: Deployment, checksum: str, origin: Origin
 
 
 def upgrade(sysroot: Sysroot, *, check: bool = False, preview: bool = False,
-            reporter: Reporter | None = None) -> UpgradeResult:
+            allow_downgrade: bool = False, reporter: Reporter | None = None) -> UpgradeResult:
     reporter = reporter or NullReporter()
     if not (check or preview):
         require_root("upgrade")
@@ -162,13 +163,20 @@ def upgrade(sysroot: Sysroot, *, check: bool = False, preview: bool = False,
         cur = current(sysroot)
         origin = read_origin(sysroot, cur)
         repo = sysroot.repo()
-        _pull(repo, origin, [origin.ref], reporter, commit_only=check or preview)
+        _pull(repo, origin, [origin.ref], reporter, commit_only=check or preview,
+              timestamp_check=not allow_downgrade)
         new = repo.resolve(origin.refspec)
         assert new is not None
         base = base_checksum(repo, cur.checksum)
         commit = repo.read_commit(new)
         if new == base:
             raise NothingChanged("No upgrade available.")
+        # rpm-ostree: an upgrade never silently goes back in time (a server
+        # reset, or a replayed old commit).
+        if not allow_downgrade and commit.timestamp < repo.read_commit(base).timestamp:
+            raise RepoError(f"{origin.refspec} now points at {new[:12]}, which is older than the "
+                            f"deployed {base[:12]}: refusing to downgrade",
+                            hint="use 'upgrade --allow-downgrade' or 'deploy REVISION' to go back")
         if check or preview:
             diff = commit_diff(repo, base, new) if preview else None
             return UpgradeResult(new, commit.version, deployed=False, diff=diff, previous=base)

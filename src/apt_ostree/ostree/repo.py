@@ -159,8 +159,12 @@ class Repo:
         return url  # type: ignore[no-any-return]
 
     def pull(self, remote: str, refs: list[str], *, commit_only: bool = False,
-             depth: int = 0) -> None:
-        """Pull ``refs`` (refs or checksums) from a remote name or a base URL."""
+             depth: int = 0, timestamp_check: bool = False) -> None:
+        """Pull ``refs`` (refs or checksums) from a remote name or a base URL.
+
+        ``timestamp_check``: refuse (and leave the ref alone) when a ref's new
+        commit is older than the one it points at now.
+        """
         flags = OSTree.RepoPullFlags.COMMIT_ONLY if commit_only else OSTree.RepoPullFlags.NONE
         opts: dict[str, GLib.Variant] = {
             "refs": GLib.Variant("as", refs),
@@ -168,6 +172,8 @@ class Repo:
         }
         if depth:
             opts["depth"] = GLib.Variant("i", depth)
+        if timestamp_check:
+            opts["timestamp-check"] = GLib.Variant("b", True)
         try:
             self._repo.pull_with_options(remote, GLib.Variant("a{sv}", opts), None, None)
         except GLib.Error as e:
