@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +52,27 @@ class ComposeResult:
     changed: bool = True
 
 
+@contextmanager
+def cache_lock(cachedir: Path | None, reporter: Reporter) -> Iterator[Callable[[], None]]:
+    """Hold the compose cache for one compose; yields a function that releases it early.
+
+    Composes sharing a cache would otherwise rewrite each other's apt sources
+    and package lists between update, resolve and fetch.
+    """
+    base = cachedir or DEFAULT_CACHEDIR
+    base.mkdir(parents=True, exist_ok=True)
+    fd = os.open(base / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            with reporter.task(f"Waiting for another compose to release {base}"):
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        yield lambda: fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def apt_root_for(treefile: Treefile, cachedir: Path | None) -> backend.AptRoot:
     base = cachedir or DEFAULT_CACHEDIR
     return backend.AptRoot.create(base / "apt", treefile.sources, archives=base / "debs")
@@ -85,17 +108,18 @@ def work_directory(workdir: Path | None) -> Iterator[Path]:
 def install(treefile: Treefile, dest: Path, opts: ComposeOptions,
             reporter: Reporter) -> list[Package]:
     """Resolve, fetch and install the treefile's packages into ``dest``."""
-    apt_root = apt_root_for(treefile, opts.cachedir)
     locked = lockfile.read_lockfile(opts.lockfile) if opts.lockfile else ()
-    if not opts.cache_only:
-        with reporter.task("Updating package lists"):
-            backend.update(apt_root)
-    with reporter.task("Resolving packages"):
-        packages = resolve_packages(treefile, apt_root, locked)
-    with reporter.task(f"Fetching {len(packages)} packages"):
-        files = backend.fetch(apt_root, packages)
-    with reporter.task("Building the root filesystem"):
-        build_rootfs(dest, treefile, apt_root, packages, files)
+    with cache_lock(opts.cachedir, reporter):
+        apt_root = apt_root_for(treefile, opts.cachedir)
+        if not opts.cache_only:
+            with reporter.task("Updating package lists"):
+                backend.update(apt_root)
+        with reporter.task("Resolving packages"):
+            packages = resolve_packages(treefile, apt_root, locked)
+        with reporter.task(f"Fetching {len(packages)} packages"):
+            files = backend.fetch(apt_root, packages)
+        with reporter.task("Building the root filesystem"):
+            build_rootfs(dest, treefile, apt_root, packages, files)
     return packages
 
 
@@ -149,34 +173,38 @@ def compose_tree(treefile: Treefile, opts: ComposeOptions,
     """The whole compose; raises NothingChanged when the inputs are unchanged."""
     reporter = reporter or NullReporter()
     assert opts.repo is not None or opts.dry_run
-    apt_root = apt_root_for(treefile, opts.cachedir)
     locked = lockfile.read_lockfile(opts.lockfile) if opts.lockfile else ()
-    if not opts.cache_only:
-        with reporter.task("Updating package lists"):
-            backend.update(apt_root)
-    with reporter.task("Resolving packages"):
-        packages = resolve_packages(treefile, apt_root, locked)
-    inputhash = metadata.input_hash(treefile, packages)
-    if opts.write_lockfile_to:
-        lockfile.write_lockfile(opts.write_lockfile_to, packages)
-    if opts.dry_run:
-        return ComposeResult(tuple(packages), inputhash, changed=False)
+    with ExitStack() as stack:
+        release_cache = stack.enter_context(cache_lock(opts.cachedir, reporter))
+        apt_root = apt_root_for(treefile, opts.cachedir)
+        if not opts.cache_only:
+            with reporter.task("Updating package lists"):
+                backend.update(apt_root)
+        with reporter.task("Resolving packages"):
+            packages = resolve_packages(treefile, apt_root, locked)
+        inputhash = metadata.input_hash(treefile, packages)
+        if opts.write_lockfile_to:
+            lockfile.write_lockfile(opts.write_lockfile_to, packages)
+        if opts.dry_run:
+            return ComposeResult(tuple(packages), inputhash, changed=False)
 
-    repo = Repo.open(opts.repo, create=True)  # type: ignore[arg-type]
-    current = repo.resolve(treefile.ref, allow_missing=True)
-    if current and not opts.force_nocache:
-        previous = repo.read_commit(current)
-        if previous.metadata.get(metadata.INPUTHASH_KEY) == inputhash:
-            if opts.write_commitid_to:
-                opts.write_commitid_to.write_text(current + "\n")
-            raise NothingChanged(f"No changes: {treefile.ref} is {current} "
-                                 f"(version {previous.version}), built from the same inputs")
+        repo = Repo.open(opts.repo, create=True)  # type: ignore[arg-type]
+        current = repo.resolve(treefile.ref, allow_missing=True)
+        if current and not opts.force_nocache:
+            previous = repo.read_commit(current)
+            if previous.metadata.get(metadata.INPUTHASH_KEY) == inputhash:
+                if opts.write_commitid_to:
+                    opts.write_commitid_to.write_text(current + "\n")
+                raise NothingChanged(f"No changes: {treefile.ref} is {current} "
+                                     f"(version {previous.version}), built from the same inputs")
 
-    with reporter.task(f"Fetching {len(packages)} packages"):
-        files = backend.fetch(apt_root, packages)
-    with work_directory(opts.workdir) as work:
+        with reporter.task(f"Fetching {len(packages)} packages"):
+            files = backend.fetch(apt_root, packages)
+        work = stack.enter_context(work_directory(opts.workdir))
         rootfs = work / "rootfs"
         with reporter.task(f"Building the root filesystem ({len(packages)} packages)"):
             build_rootfs(rootfs, treefile, apt_root, packages, files)
+        # The cache is not read past this point: let the next compose start.
+        release_cache()
         postprocess(rootfs, treefile, reporter)
         return commit(treefile, rootfs, repo, opts, reporter, packages, inputhash)
