@@ -4,7 +4,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,6 +114,27 @@ def test_granular_flow_gives_the_same_commit(base_tree: ComposedTree, compose_ca
     # The same inputs through the steps give the very commit `compose tree` made.
     assert commitid.read_text().strip() == base_tree.commit
     OstreeCli(repo).fsck()
+
+
+# ---- composes sharing a cache ---------------------------------------------------------------
+
+
+def test_composes_sharing_a_cache_take_turns(base_tree: ComposedTree, compose_cachedir: Path) -> None:
+    fd = os.open(compose_cachedir / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as another compose would
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "apt_ostree", "compose", "tree", base_tree.treefile.path,
+             "--cachedir", compose_cachedir, "--dry-run"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        assert proc.stderr is not None
+        assert "Waiting for another compose" in proc.stderr.readline()
+        assert proc.poll() is None
+    finally:
+        os.close(fd)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "aot-app\t1.0\tall" in out
 
 
 # ---- --dry-run, --print-only, lockfiles without committing ---------------------------------
