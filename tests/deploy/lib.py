@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,14 @@ def fsck(sysroot: Path) -> None:
         f"ostree fsck failed:\n{proc.stdout}\n{proc.stderr}"
 
 
+def commit_timestamp(sysroot: Path, checksum: str) -> int:
+    """The commit's date as ``ostree show`` prints it, in seconds since the epoch."""
+    out = run(["ostree", "show", f"--repo={sysroot}/ostree/repo", checksum], check=True).stdout
+    m = re.search(r"^Date:\s+(.+)$", out, re.M)
+    assert m, out
+    return int(datetime.strptime(m[1].strip(), "%Y-%m-%d %H:%M:%S %z").timestamp())
+
+
 def deployment_dir(sysroot: Path, d: AdminDeployment) -> Path:
     return sysroot / "ostree/deploy" / d.osname / "deploy" / f"{d.checksum}.{d.serial}"
 
@@ -212,6 +221,8 @@ def check_sysroot(sysroot: Path, *, kargs: Sequence[Sequence[str]] | None = None
         assert o["booted"] is False and o["staged"] is False
         assert o["id"] == f"{a.osname}-{a.checksum}.{a.serial}"
     assert [d["default"] for d in ours] == [i == 0 for i in range(len(ours))]
+    for o in ours:
+        assert o["timestamp"] == commit_timestamp(sysroot, o["checksum"]), o
 
     entries = boot_entries(sysroot)
     assert [e.index for e in entries] == list(range(len(admin))), [e.path.name for e in entries]
