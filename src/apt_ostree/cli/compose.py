@@ -24,14 +24,27 @@ def _metadata_strings(values: list[str]) -> dict[str, str]:
     return out
 
 
+def _output_path(args: argparse.Namespace, option: str) -> Path | None:
+    """An output file option, checked before the long work that ends in writing it."""
+    value = getattr(args, option.replace("-", "_"), None)
+    if not value:
+        return None
+    path = Path(value)
+    if not path.parent.is_dir():
+        raise UsageError(f"--{option}: {path.parent}: no such directory")
+    if path.is_dir():
+        raise UsageError(f"--{option}: {path} is a directory")
+    return path
+
+
 def _options(args: argparse.Namespace) -> pipeline.ComposeOptions:
     return pipeline.ComposeOptions(
         repo=Path(args.repo) if getattr(args, "repo", None) else None,
         cachedir=Path(args.cachedir) if getattr(args, "cachedir", None) else None,
         workdir=Path(args.workdir) if getattr(args, "workdir", None) else None,
         lockfile=Path(args.lockfile) if getattr(args, "lockfile", None) else None,
-        write_lockfile_to=Path(args.write_lockfile_to) if getattr(args, "write_lockfile_to", None) else None,
-        write_commitid_to=Path(args.write_commitid_to) if getattr(args, "write_commitid_to", None) else None,
+        write_lockfile_to=_output_path(args, "write-lockfile-to"),
+        write_commitid_to=_output_path(args, "write-commitid-to"),
         dry_run=getattr(args, "dry_run", False),
         force_nocache=getattr(args, "force_nocache", False),
         cache_only=getattr(args, "cache_only", False),
@@ -64,7 +77,8 @@ def cmd_tree(args: argparse.Namespace) -> int:
         return 0
     if not args.repo and not args.dry_run:
         raise UsageError("compose tree: --repo is required (unless --dry-run or --print-only)")
-    result = pipeline.compose_tree(treefile, _options(args), LineReporter())
+    opts = _options(args)
+    result = pipeline.compose_tree(treefile, opts, LineReporter())
     if args.dry_run:
         for p in result.packages:
             print(f"{p.name}\t{p.version}\t{p.architecture}")
@@ -91,9 +105,10 @@ def cmd_postprocess(args: argparse.Namespace) -> int:
 
 def cmd_commit(args: argparse.Namespace) -> int:
     treefile = load_treefile(args.treefile)
+    opts = _options(args)
     pipeline.check_adapted(Path(args.rootfs))  # before creating the repository
     repo = Repo.open(args.repo, create=True)
-    result = pipeline.commit(treefile, Path(args.rootfs), repo, _options(args), LineReporter())
+    result = pipeline.commit(treefile, Path(args.rootfs), repo, opts, LineReporter())
     print(f"Wrote commit {result.commit} ({treefile.ref}, version {result.version})")
     return 0
 

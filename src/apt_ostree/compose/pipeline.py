@@ -146,6 +146,14 @@ def check_adapted(rootfs: Path) -> None:
         raise LayoutError(f"{rootfs}: no dpkg database in {dpkgdb.OSTREE_ADMINDIR}") from None
 
 
+def write_output(path: Path, text: str) -> None:
+    """Write a file the user asked for (commit id), as an error the user can read."""
+    try:
+        path.write_text(text)
+    except OSError as e:
+        raise AptOstreeError(f"{path}: cannot write: {e.strerror}") from e
+
+
 def commit(treefile: Treefile, rootfs: Path, repo: Repo, opts: ComposeOptions,
            reporter: Reporter, packages: Sequence[Package] | None = None,
            inputhash: str | None = None) -> ComposeResult:
@@ -164,7 +172,7 @@ def commit(treefile: Treefile, rootfs: Path, repo: Repo, opts: ComposeOptions,
         checksum = repo.commit_directory(rootfs, ref=treefile.ref, subject=f"{treefile.ref} {version}",
                                          metadata=meta, timestamp=timestamp, parent=parent)
     if opts.write_commitid_to:
-        opts.write_commitid_to.write_text(checksum + "\n")
+        write_output(opts.write_commitid_to, checksum + "\n")
     return ComposeResult(tuple(packages), inputhash, checksum, version)
 
 
@@ -184,7 +192,10 @@ def compose_tree(treefile: Treefile, opts: ComposeOptions,
             packages = resolve_packages(treefile, apt_root, locked)
         inputhash = metadata.input_hash(treefile, packages)
         if opts.write_lockfile_to:
-            lockfile.write_lockfile(opts.write_lockfile_to, packages)
+            try:
+                lockfile.write_lockfile(opts.write_lockfile_to, packages)
+            except OSError as e:
+                raise AptOstreeError(f"{opts.write_lockfile_to}: cannot write: {e.strerror}") from e
         if opts.dry_run:
             return ComposeResult(tuple(packages), inputhash, changed=False)
 
@@ -194,7 +205,7 @@ def compose_tree(treefile: Treefile, opts: ComposeOptions,
             previous = repo.read_commit(current)
             if previous.metadata.get(metadata.INPUTHASH_KEY) == inputhash:
                 if opts.write_commitid_to:
-                    opts.write_commitid_to.write_text(current + "\n")
+                    write_output(opts.write_commitid_to, current + "\n")
                 raise NothingChanged(f"No changes: {treefile.ref} is {current} "
                                      f"(version {previous.version}), built from the same inputs")
 
