@@ -101,6 +101,18 @@ def test_missing_treefile(tmp_path: Path, compose_fails: Callable[..., str]) -> 
     compose_fails(Treefile(tmp_path / "nope.yaml", {}), "nope.yaml", "cannot read")
 
 
+@pytest.mark.parametrize("option", ["--write-lockfile-to", "--write-commitid-to"])
+def test_output_file_in_a_missing_directory(tmp_path: Path, seeded: SeededRepo, compose_cachedir: Path,
+                                            option: str) -> None:
+    """Refused before any work (exit 2, a usage error), not with a traceback after it."""
+    tf = bad_treefile(tmp_path, None, packages=["aot-app"])
+    proc = compose_tree(tf, seeded.path, compose_cachedir, option, tmp_path / "missing/out")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"{option}: {tmp_path / 'missing'}: no such directory" in proc.stderr
+    seeded.assert_untouched()
+
+
 # ---- resolving against a real archive ------------------------------------------------------
 
 
