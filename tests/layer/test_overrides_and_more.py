@@ -182,3 +182,19 @@ def test_real_package_from_this_machines_sources(sysroot: Path) -> None:
     proc = subprocess.run(["bwrap", "--ro-bind", str(root), "/", "--proc", "/proc", "--dev", "/dev",
                            "--unshare-net", "/usr/bin/htop", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("htop "), proc.stderr
+
+
+def test_upgrade_and_rebase_take_install_and_uninstall(sysroot: Path, layer_tree: ComposedTree) -> None:
+    # No new base: the package change alone makes the new deployment.
+    ok(cli(sysroot, "upgrade", "--install", "aot-layer"))
+    d = deployments(sysroot)[0]
+    assert d["requested-packages"] == ["aot-layer"] and d["base-checksum"] == layer_tree.commit
+    assert "aot-layer" in dpkg_versions(deploy_dir(sysroot, d))
+    proc = cli(sysroot, "upgrade")
+    assert proc.returncode == 77, proc.stderr
+    # rebase onto the same ref by its full refspec, swapping the request.
+    ok(cli(sysroot, "rebase", f"debian:{REF}", "--uninstall", "aot-layer", "--install", "aot-layer-dep"))
+    d = deployments(sysroot)[0]
+    assert d["requested-packages"] == ["aot-layer-dep"]
+    versions = dpkg_versions(deploy_dir(sysroot, d))
+    assert "aot-layer-dep" in versions and "aot-layer" not in versions

@@ -67,12 +67,13 @@ def print_status(data: dict[str, Any], verbose: bool, booted_only: bool) -> None
             rows.append(("Kernel args", " ".join(d["kernel-arguments"]) or "-"))
             if d["unlocked"] != "none":
                 rows.append(("Unlocked", d["unlocked"]))
-        for key, title in (("requested-base-removals", "RemovedBasePackages"),
-                           ("requested-base-local-replacements", "ReplacedBasePackages"),
-                           ("requested-packages", "LayeredPackages"),
-                           ("requested-local-packages", "LocalPackages")):
+        for key, title, sep in (("base-removals", "RemovedBasePackages", " "),
+                                ("base-local-replacements", "ReplacedBasePackages", ", "),
+                                ("packages", "LayeredPackages", " "),
+                                ("local-packages", "LocalPackages", " "),
+                                ("inactive-requests", "InactiveRequests", " ")):
             if d.get(key):
-                rows.append((title, " ".join(d[key])))
+                rows.append((title, sep.join(d[key])))
         for key, value in rows:
             print(f"{key:>22}: {value}")
         print()
@@ -100,14 +101,18 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
     result = deploy.upgrade(open_sysroot(args), check=args.check, preview=args.preview,
-                            allow_downgrade=args.allow_downgrade, reporter=LineReporter())
+                            allow_downgrade=args.allow_downgrade, install=args.install or (),
+                            uninstall=args.uninstall or (), reporter=LineReporter())
     if not result.deployed:
         print(f"Update available: {result.checksum}" +
               (f" (version {result.version})" if result.version else ""))
         if result.diff is not None:
             print_diff(result.diff)
         return 0
-    print(f"Upgraded to {result.checksum}" + (f" (version {result.version})" if result.version else ""))
+    if result.checksum == result.previous:
+        print(f"No new base ({result.checksum[:12]}); the package changes are deployed.")
+    else:
+        print(f"Upgraded to {result.checksum}" + (f" (version {result.version})" if result.version else ""))
     if result.diff is not None:
         print_diff(result.diff)
     print("Run 'apt-ostree rollback' to go back to the previous deployment.")
@@ -115,13 +120,15 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    checksum = deploy.deploy_revision(open_sysroot(args), args.revision, LineReporter())
+    checksum = deploy.deploy_revision(open_sysroot(args), args.revision, LineReporter(),
+                                      install=args.install or (), uninstall=args.uninstall or ())
     print(f"Deployed {checksum}")
     return 0
 
 
 def cmd_rebase(args: argparse.Namespace) -> int:
-    checksum = deploy.rebase(open_sysroot(args), args.refspec, LineReporter())
+    checksum = deploy.rebase(open_sysroot(args), args.refspec, LineReporter(),
+                             install=args.install or (), uninstall=args.uninstall or ())
     print(f"Rebased to {args.refspec} ({checksum})")
     return 0
 
@@ -166,6 +173,13 @@ def cmd_pin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _package_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--install", action="append", metavar="PKG",
+                   help="also layer PKG (repeatable)")
+    p.add_argument("--uninstall", action="append", metavar="PKG",
+                   help="also remove the layered PKG (repeatable)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     admin = sub.add_parser("admin", help="set up sysroots")
     asub = admin.add_subparsers(dest="admin_command", metavar="COMMAND")
@@ -194,14 +208,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--preview", action="store_true", help="like --check, and show the package diff")
     p.add_argument("--allow-downgrade", action="store_true",
                    help="deploy the ref's commit even if it is older than the deployed one")
+    _package_options(p)
     p.set_defaults(func=cmd_upgrade)
 
     p = sub.add_parser("deploy", help="deploy a commit of the origin's ref by checksum or version")
     p.add_argument("revision", metavar="REVISION")
+    _package_options(p)
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("rebase", help="follow another ref (REMOTE:REF or REF)")
     p.add_argument("refspec", metavar="REFSPEC")
+    _package_options(p)
     p.set_defaults(func=cmd_rebase)
 
     p = sub.add_parser("rollback", help="make the previous deployment the default again")

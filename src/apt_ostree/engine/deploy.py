@@ -151,11 +151,24 @@ def _deploy_new(sysroot: Sysroot, cur: Deployment, checksum: str, origin: Origin
     sync_base_refs(sysroot)
 
 
+def _with_packages(sysroot: Sysroot, origin: Origin, install: Sequence[str],
+                   uninstall: Sequence[str]) -> Origin:
+    """``upgrade/deploy/rebase --install X --uninstall Y``: the origin's requests changed too."""
+    if not (install or uninstall):
+        return origin
+    from .layer import LayeringChange, apply_change  # layer builds on this module
+
+    return apply_change(sysroot, origin, LayeringChange(install=tuple(install),
+                                                        uninstall=tuple(uninstall)),
+                        idempotent=True, allow_inactive=True)
+
+
 # ---- transactions ------------------------------------------------------------
 
 
 def upgrade(sysroot: Sysroot, *, check: bool = False, preview: bool = False,
-            allow_downgrade: bool = False, reporter: Reporter | None = None) -> UpgradeResult:
+            allow_downgrade: bool = False, install: Sequence[str] = (),
+            uninstall: Sequence[str] = (), reporter: Reporter | None = None) -> UpgradeResult:
     reporter = reporter or NullReporter()
     if not (check or preview):
         require_root("upgrade")
@@ -169,7 +182,8 @@ def upgrade(sysroot: Sysroot, *, check: bool = False, preview: bool = False,
         assert new is not None
         base = base_checksum(repo, cur.checksum)
         commit = repo.read_commit(new)
-        if new == base:
+        new_origin = _with_packages(sysroot, origin.pinned_to(None), install, uninstall)
+        if new == base and (check or preview or new_origin == origin):
             raise NothingChanged("No upgrade available.")
         # rpm-ostree: an upgrade never silently goes back in time (a server
         # reset, or a replayed old commit).
@@ -180,7 +194,7 @@ def upgrade(sysroot: Sysroot, *, check: bool = False, preview: bool = False,
         if check or preview:
             diff = commit_diff(repo, base, new) if preview else None
             return UpgradeResult(new, commit.version, deployed=False, diff=diff, previous=base)
-        _deploy_new(sysroot, cur, new, origin.pinned_to(None), reporter)
+        _deploy_new(sysroot, cur, new, new_origin, reporter)
         return UpgradeResult(new, commit.version, deployed=True, previous=base,
                              diff=commit_diff(repo, base, new))
 
@@ -211,7 +225,8 @@ def find_revision(repo: Repo, refspec: str, revision: str) -> str:
     raise RepoError(f"revision {revision!r} not found in the history of {refspec}")
 
 
-def deploy_revision(sysroot: Sysroot, revision: str, reporter: Reporter | None = None) -> str:
+def deploy_revision(sysroot: Sysroot, revision: str, reporter: Reporter | None = None, *,
+                    install: Sequence[str] = (), uninstall: Sequence[str] = ()) -> str:
     reporter = reporter or NullReporter()
     require_root("deploy")
     with sysroot.lock():
@@ -220,14 +235,17 @@ def deploy_revision(sysroot: Sysroot, revision: str, reporter: Reporter | None =
         repo = sysroot.repo()
         _pull(repo, origin, [origin.ref], reporter, commit_only=True, depth=-1)
         checksum = find_revision(repo, origin.refspec, revision)
-        if checksum == base_checksum(repo, cur.checksum) and cur.index == 0:
+        new_origin = _with_packages(sysroot, origin.pinned_to(checksum), install, uninstall)
+        if checksum == base_checksum(repo, cur.checksum) and cur.index == 0 \
+                and new_origin == origin.pinned_to(checksum):
             raise NothingChanged(f"{revision} ({checksum[:12]}) is already the default deployment")
         _pull(repo, origin, [checksum], reporter)
-        _deploy_new(sysroot, cur, checksum, origin.pinned_to(checksum), reporter)
+        _deploy_new(sysroot, cur, checksum, new_origin, reporter)
         return checksum
 
 
-def rebase(sysroot: Sysroot, refspec: str, reporter: Reporter | None = None) -> str:
+def rebase(sysroot: Sysroot, refspec: str, reporter: Reporter | None = None, *,
+           install: Sequence[str] = (), uninstall: Sequence[str] = ()) -> str:
     reporter = reporter or NullReporter()
     require_root("rebase")
     with sysroot.lock():
@@ -236,7 +254,8 @@ def rebase(sysroot: Sysroot, refspec: str, reporter: Reporter | None = None) -> 
         remote, ref = split_refspec(refspec)
         if remote is None:
             remote = origin.remote
-        new_origin = origin.rebased(f"{remote}:{ref}" if remote else ref)
+        new_origin = _with_packages(sysroot, origin.rebased(f"{remote}:{ref}" if remote else ref),
+                                    install, uninstall)
         repo = sysroot.repo()
         _pull(repo, new_origin, [ref], reporter)
         checksum = repo.resolve(new_origin.refspec)
