@@ -7,44 +7,50 @@ only.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
-import traceback
-from collections.abc import Sequence
 
-from .. import __version__
-from ..errors import AptOstreeError
+STATUS_FLAGS = {"--json": "json", "-v": "verbose", "--verbose": "verbose",
+                "-b": "booted", "--booted": "booted"}
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
+def cached_status(argv: list[str]) -> bool:
+    """``[--sysroot DIR] status [--json] [-v] [-b]`` from the status cache, if it is fresh.
+
+    Imports nothing heavy: a status with nothing changed is as quick as ostree's.
+    """
+    from .. import statuscache
+
+    sysroot, flags, rest = "/", {"json": False, "verbose": False, "booted": False}, list(argv)
+    if rest[:1] == ["--sysroot"] and len(rest) > 1:
+        sysroot, rest = rest[1], rest[2:]
+    elif rest[:1] and rest[0].startswith("--sysroot="):
+        sysroot, rest = rest[0].split("=", 1)[1], rest[1:]
+    if rest[:1] != ["status"] or any(a not in STATUS_FLAGS for a in rest[1:]):
+        return False
+    for a in rest[1:]:
+        flags[STATUS_FLAGS[a]] = True
+    cached = statuscache.load(sysroot)
+    if cached is None:
+        return False
+    from .statusview import print_status
+
+    try:
+        print_status(cached[0], as_json=flags["json"], verbose=flags["verbose"],
+                     booted_only=flags["booted"], json_text=cached[1])
+    except BrokenPipeError:
+        pass
+    return True
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import compose, db, packages, sysroot
+def main(argv: list[str] | None = None) -> int:
+    if cached_status(sys.argv[1:] if argv is None else argv):
+        return 0
+    import logging
+    import traceback
 
-    parser = Parser(
-        prog="apt-ostree",
-        description="Atomic, image-based Debian systems on OSTree, with package layering.",
-    )
-    parser.add_argument("--version", action="version", version=f"apt-ostree {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show debug logging and tracebacks")
-    parser.add_argument("--sysroot", metavar="DIR", default=None,
-                        help="operate on the sysroot at DIR in-process, without the daemon")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    sub.required = True
-    compose.register(sub)
-    db.register(sub)
-    sysroot.register(sub)
-    packages.register(sub)
-    return parser
+    from ..errors import AptOstreeError
+    from .parser import build_parser
 
-
-def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,

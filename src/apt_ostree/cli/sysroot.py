@@ -4,24 +4,17 @@ cleanup, kargs, pin/unpin."""
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from ..engine import deploy, status
 from ..engine.db import PackageDiff
 from ..ostree import Sysroot
 from ..progress import LineReporter
+from .statusview import print_status
 
 
 def open_sysroot(args: argparse.Namespace) -> Sysroot:
     return Sysroot.open(args.sysroot or "/")
-
-
-def _ts(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def print_diff(diff: PackageDiff) -> None:
@@ -39,55 +32,9 @@ def print_diff(diff: PackageDiff) -> None:
                 print(f"  {p.name} {p.version}")
 
 
-def print_status(data: dict[str, Any], verbose: bool, booted_only: bool) -> None:
-    print(f"State: {'busy' if data.get('transaction') else 'idle'}")
-    print("Deployments:")
-    for d in data["deployments"]:
-        if booted_only and not d["booted"]:
-            continue
-        mark = "●" if d["booted"] else " "
-        flags = [f for f, on in (("default", d["default"]), ("staged", d["staged"]),
-                                 ("pinned", d["pinned"])) if on]
-        suffix = f" ({', '.join(flags)})" if flags else ""
-        ref = d["origin"].partition(":")[2] or d["origin"] or "(the origin names no refspec)"
-        print(f"{mark} {d['osname']}:{ref}{suffix}")
-        rows: list[tuple[str, str]] = []
-        version = d.get("version") or "-"
-        rows.append(("Version", f"{version} ({_ts(d['timestamp'])})"))
-        if d["base-checksum"] != d["checksum"]:
-            rows.append(("BaseCommit", d["base-checksum"]))
-            rows.append(("Commit", d["checksum"]))
-        else:
-            rows.append(("Commit", d["checksum"]))
-        if d.get("override-commit"):
-            rows.append(("Pinned to", d["override-commit"]))
-        if verbose:
-            rows.append(("Origin", d["origin"]))
-            rows.append(("Id", d["id"]))
-            rows.append(("Kernel args", " ".join(d["kernel-arguments"]) or "-"))
-            if d["unlocked"] != "none":
-                rows.append(("Unlocked", d["unlocked"]))
-        for key, title, sep in (("base-removals", "RemovedBasePackages", " "),
-                                ("base-local-replacements", "ReplacedBasePackages", ", "),
-                                ("packages", "LayeredPackages", " "),
-                                ("local-packages", "LocalPackages", " "),
-                                ("inactive-requests", "InactiveRequests", " ")):
-            if d.get(key):
-                rows.append((title, sep.join(d[key])))
-        for key, value in rows:
-            print(f"{key:>22}: {value}")
-        print()
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     data = status.status(open_sysroot(args))
-    if args.json:
-        if args.booted:
-            data["deployments"] = [d for d in data["deployments"] if d["booted"]]
-        json.dump(data, sys.stdout, indent=2)
-        print()
-    else:
-        print_status(data, args.verbose, args.booted)
+    print_status(data, as_json=args.json, verbose=args.verbose, booted_only=args.booted)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import statuscache
 from ..compose.metadata import packages_from_metadata
 from ..errors import RepoError
 from ..ostree import Deployment, Repo, Sysroot
@@ -68,10 +69,14 @@ def deployment_json(sysroot: Sysroot, repo: Repo, d: Deployment, default: bool) 
 
 
 def status(sysroot: Sysroot) -> dict[str, Any]:
+    """The deployments as ``status --json`` shows them; refreshes the status cache."""
+    key = statuscache.cache_key(sysroot.path)
     repo = sysroot.repo()
     deployments = sysroot.deployments()
-    return {
+    data = {
         "deployments": [deployment_json(sysroot, repo, d, i == 0) for i, d in enumerate(deployments)],
         "booted": next((d.id for d in deployments if d.booted), None),
         "transaction": None,
     }
+    statuscache.store(sysroot.path, data, statuscache.status_json(data), key)
+    return data
