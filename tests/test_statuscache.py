@@ -55,3 +55,17 @@ def test_garbage_cache_is_ignored(tmp_path: Path) -> None:
     (root / "ostree/apt-ostree").mkdir(parents=True)
     (root / statuscache.CACHE).write_bytes(b"\x00garbage")
     assert statuscache.load(root) is None
+
+
+def test_origin_edited_in_place_makes_it_stale(tmp_path: Path) -> None:
+    root = _sysroot(tmp_path)
+    origin = root / "ostree/deploy/debian/deploy/abc.0.origin"
+    origin.write_text("[origin]\nrefspec=a:b\n")
+    data = {"deployments": [], "booted": None, "transaction": None}
+    statuscache.store(root, data, statuscache.status_json(data), statuscache.cache_key(root))
+    assert statuscache.load(root) is not None
+    st = origin.stat()
+    with open(origin, "w") as f:
+        f.write("[origin]\nrefspec=c:d\n")
+    os.utime(origin, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert statuscache.load(root) is None

@@ -43,7 +43,11 @@ def cache_key(sysroot: str | os.PathLike[str]) -> list[object]:
               _read("/proc/cmdline")]
     deploy = os.path.join(root, "ostree/deploy")
     try:
-        parts += [_stamp(os.path.join(deploy, name, "deploy")) for name in sorted(os.listdir(deploy))]
+        for name in sorted(os.listdir(deploy)):
+            d = os.path.join(deploy, name, "deploy")
+            parts.append(_stamp(d))
+            # Origins can be edited in place (the directory's mtime stays).
+            parts += [_stamp(os.path.join(d, e)) for e in sorted(os.listdir(d)) if e.endswith(".origin")]
     except OSError:
         parts.append(None)
     return parts
