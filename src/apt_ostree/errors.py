@@ -126,3 +126,21 @@ class PermissionDenied(AptOstreeError):
     """The caller may not do this (not root, or refused by polkit)."""
 
     dbus_name = "org.aptostree1.Error.PermissionDenied"
+
+
+class Cancelled(AptOstreeError):
+    """The transaction was cancelled at a safe point; nothing was changed."""
+
+    dbus_name = "org.aptostree1.Error.Cancelled"
+
+
+class Busy(AptOstreeError):
+    """Another transaction is running."""
+
+    dbus_name = "org.aptostree1.Error.Busy"
+
+
+class DaemonError(AptOstreeError):
+    """The daemon cannot be reached or failed."""
+
+    dbus_name = "org.aptostree1.Error.Daemon"

@@ -20,7 +20,7 @@ def cached_status(argv: list[str]) -> bool:
     """
     from .. import statuscache
 
-    sysroot, flags, rest = "/", {"json": False, "verbose": False, "booted": False}, list(argv)
+    sysroot, flags, rest = None, {"json": False, "verbose": False, "booted": False}, list(argv)
     if rest[:1] == ["--sysroot"] and len(rest) > 1:
         sysroot, rest = rest[1], rest[2:]
     elif rest[:1] and rest[0].startswith("--sysroot="):
@@ -29,14 +29,29 @@ def cached_status(argv: list[str]) -> bool:
         return False
     for a in rest[1:]:
         flags[STATUS_FLAGS[a]] = True
-    cached = statuscache.load(sysroot)
-    if cached is None:
-        return False
+    if sysroot is None:
+        # Through the daemon, with the standard library only; on any trouble
+        # the full client explains (or activates the daemon).
+        import json
+
+        from .. import dbuswire
+
+        try:
+            text = dbuswire.call_string_method("org.aptostree1", "/org/aptostree1/Sysroot",
+                                               "org.aptostree1.Sysroot", "GetStatus")
+            data, json_text = json.loads(text), None
+        except (dbuswire.WireError, OSError, ValueError):
+            return False
+    else:
+        cached = statuscache.load(sysroot)
+        if cached is None:
+            return False
+        data, json_text = cached
     from .statusview import print_status
 
     try:
-        print_status(cached[0], as_json=flags["json"], verbose=flags["verbose"],
-                     booted_only=flags["booted"], json_text=cached[1])
+        print_status(data, as_json=flags["json"], verbose=flags["verbose"],
+                     booted_only=flags["booted"], json_text=json_text)
     except BrokenPipeError:
         pass
     return True
@@ -56,6 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s: %(name)s: %(message)s")
     try:
+        if args.sysroot is None:
+            from ..daemon.verbs import verb_for_args
+
+            verb = verb_for_args(args)
+            if verb is not None:
+                from .client import run_transaction
+
+                return run_transaction(args, verb)
         return int(args.func(args))
     except AptOstreeError as e:
         if args.debug:

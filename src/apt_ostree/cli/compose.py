@@ -11,7 +11,7 @@ from ..compose import pipeline
 from ..compose.treefile import load_treefile
 from ..errors import UsageError
 from ..ostree import Repo
-from ..progress import LineReporter
+from ..progress import make_reporter
 
 
 def _metadata_strings(values: list[str]) -> dict[str, str]:
@@ -78,7 +78,7 @@ def cmd_tree(args: argparse.Namespace) -> int:
     if not args.repo and not args.dry_run:
         raise UsageError("compose tree: --repo is required (unless --dry-run or --print-only)")
     opts = _options(args)
-    result = pipeline.compose_tree(treefile, opts, LineReporter())
+    result = pipeline.compose_tree(treefile, opts, make_reporter())
     if args.dry_run:
         for p in result.packages:
             print(f"{p.name}\t{p.version}\t{p.architecture}")
@@ -92,14 +92,14 @@ def cmd_tree(args: argparse.Namespace) -> int:
 def cmd_install(args: argparse.Namespace) -> int:
     treefile = load_treefile(args.treefile)
     dest = Path(args.destdir)
-    packages = pipeline.install(treefile, dest / "rootfs", _options(args), LineReporter())
+    packages = pipeline.install(treefile, dest / "rootfs", _options(args), make_reporter())
     print(f"Installed {len(packages)} packages into {dest / 'rootfs'}")
     return 0
 
 
 def cmd_postprocess(args: argparse.Namespace) -> int:
     treefile = load_treefile(args.treefile) if args.treefile else None
-    pipeline.postprocess(Path(args.rootfs), treefile, LineReporter())
+    pipeline.postprocess(Path(args.rootfs), treefile, make_reporter())
     return 0
 
 
@@ -108,7 +108,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
     opts = _options(args)
     pipeline.check_adapted(Path(args.rootfs))  # before creating the repository
     repo = Repo.open(args.repo, create=True)
-    result = pipeline.commit(treefile, Path(args.rootfs), repo, opts, LineReporter())
+    result = pipeline.commit(treefile, Path(args.rootfs), repo, opts, make_reporter())
     print(f"Wrote commit {result.commit} ({treefile.ref}, version {result.version})")
     return 0
 

@@ -6,7 +6,7 @@ import argparse
 
 from ..engine import layer
 from ..engine.layer import LayeringChange, LayerResult
-from ..progress import LineReporter
+from ..progress import make_reporter
 from .sysroot import open_sysroot
 
 
@@ -33,7 +33,7 @@ def _run(args: argparse.Namespace, change: LayeringChange) -> int:
         open_sysroot(args), change, idempotent=getattr(args, "idempotent", False),
         allow_inactive=getattr(args, "allow_inactive", False),
         cache_only=getattr(args, "cache_only", False), dry_run=dry_run,
-        download_only=download_only, reporter=LineReporter())
+        download_only=download_only, reporter=make_reporter())
     print_plan(result, dry_run=dry_run)
     if dry_run:
         print("Dry run: nothing deployed.")
@@ -73,7 +73,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 
 def cmd_refresh_md(args: argparse.Namespace) -> int:
-    layer.refresh_metadata(open_sysroot(args), LineReporter())
+    layer.refresh_metadata(open_sysroot(args), make_reporter())
     print("Package lists updated.")
     return 0
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..engine import deploy, status
 from ..engine.db import PackageDiff
 from ..ostree import Sysroot
-from ..progress import LineReporter
+from ..progress import make_reporter
 from .statusview import print_status
 
 
@@ -33,7 +33,12 @@ def print_diff(diff: PackageDiff) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    data = status.status(open_sysroot(args))
+    if args.sysroot is None:
+        from .client import status_via_daemon
+
+        data = status_via_daemon()
+    else:
+        data = status.status(open_sysroot(args))
     print_status(data, as_json=args.json, verbose=args.verbose, booted_only=args.booted)
     return 0
 
@@ -41,7 +46,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     deploy.require_root("admin init")
     d = deploy.admin_init(Path(args.dir), args.repo, args.ref, osname=args.os,
-                          kargs=args.karg or [], reporter=LineReporter())
+                          kargs=args.karg or [], reporter=make_reporter())
     print(f"Deployed {d.osname}:{args.ref} ({d.checksum}) into {args.dir}")
     return 0
 
@@ -49,7 +54,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_upgrade(args: argparse.Namespace) -> int:
     result = deploy.upgrade(open_sysroot(args), check=args.check, preview=args.preview,
                             allow_downgrade=args.allow_downgrade, install=args.install or (),
-                            uninstall=args.uninstall or (), reporter=LineReporter())
+                            uninstall=args.uninstall or (), reporter=make_reporter())
     if not result.deployed:
         print(f"Update available: {result.checksum}" +
               (f" (version {result.version})" if result.version else ""))
@@ -67,17 +72,23 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    checksum = deploy.deploy_revision(open_sysroot(args), args.revision, LineReporter(),
+    checksum = deploy.deploy_revision(open_sysroot(args), args.revision, make_reporter(),
                                       install=args.install or (), uninstall=args.uninstall or ())
     print(f"Deployed {checksum}")
     return 0
 
 
 def cmd_rebase(args: argparse.Namespace) -> int:
-    checksum = deploy.rebase(open_sysroot(args), args.refspec, LineReporter(),
+    checksum = deploy.rebase(open_sysroot(args), args.refspec, make_reporter(),
                              install=args.install or (), uninstall=args.uninstall or ())
     print(f"Rebased to {args.refspec} ({checksum})")
     return 0
+
+
+def cmd_transaction(args: argparse.Namespace) -> int:
+    from .client import watch_active
+
+    return watch_active()
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -109,7 +120,7 @@ def cmd_kargs(args: argparse.Namespace) -> int:
     if change.is_empty():
         print(" ".join(deploy.current_kargs(sysroot)))
         return 0
-    after = deploy.kargs(sysroot, change, LineReporter())
+    after = deploy.kargs(sysroot, change, make_reporter())
     print(f"Kernel arguments updated: {' '.join(after)}")
     return 0
 
@@ -167,6 +178,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("refspec", metavar="REFSPEC")
     _package_options(p)
     p.set_defaults(func=cmd_rebase)
+
+    p = sub.add_parser("transaction", help="watch the daemon's active transaction",
+                       description="Attach to the transaction apt-ostreed is running and show its "
+                                   "progress until it ends; exits with its exit code.")
+    p.add_argument("action", choices=["watch"], nargs="?", default="watch")
+    p.set_defaults(func=cmd_transaction)
 
     p = sub.add_parser("rollback", help="make the previous deployment the default again")
     p.set_defaults(func=cmd_rollback)

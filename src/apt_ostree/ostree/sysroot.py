@@ -44,6 +44,19 @@ class Deployment:
         return f"{self.osname}-{self.checksum}.{self.serial}"
 
 
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """libostree prints progress ("Freed objects: ...") on stdout; keep stdout for results."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 class Sysroot:
     def __init__(self, path: Path, sysroot: OSTree.Sysroot) -> None:
         self.path = path
@@ -163,9 +176,9 @@ class Sysroot:
         try:
             _, new = self._sysroot.deploy_tree(osname, checksum, origin, merge,
                                                list(kargs) if kargs is not None else None, None)
-            self._sysroot.simple_write_deployment(osname, new, merge,
-                                                  OSTree.SysrootSimpleWriteDeploymentFlags.NONE,
-                                                  None)
+            with _stdout_to_stderr():
+                self._sysroot.simple_write_deployment(
+                    osname, new, merge, OSTree.SysrootSimpleWriteDeploymentFlags.NONE, None)
         except GLib.Error as e:
             raise SysrootError(f"cannot deploy {checksum[:12]}: {e.message}") from e
         finally:
@@ -174,7 +187,8 @@ class Sysroot:
     def reorder(self, order: Sequence[int]) -> None:
         raw = self._raw_deployments()
         try:
-            self._sysroot.write_deployments([raw[i] for i in order], None)
+            with _stdout_to_stderr():
+                self._sysroot.write_deployments([raw[i] for i in order], None)
         except GLib.Error as e:
             raise SysrootError(f"cannot write deployments: {e.message}") from e
         finally:
@@ -187,7 +201,8 @@ class Sysroot:
 
     def write(self, deployments: list[OSTree.Deployment]) -> None:
         try:
-            self._sysroot.write_deployments(deployments, None)
+            with _stdout_to_stderr():
+                self._sysroot.write_deployments(deployments, None)
         except GLib.Error as e:
             raise SysrootError(f"cannot write deployments: {e.message}") from e
         finally:
@@ -204,7 +219,8 @@ class Sysroot:
     def cleanup(self) -> None:
         """Remove unused deployment directories, boot files and unreferenced objects."""
         try:
-            self._sysroot.cleanup(None)
+            with _stdout_to_stderr():
+                self._sysroot.cleanup(None)
         except GLib.Error as e:
             raise SysrootError(f"cleanup failed: {e.message}") from e
 

@@ -1,0 +1,132 @@
+"""A transaction: one mutating command run by the daemon, watched over D-Bus.
+
+The work runs in a child process (``python -m apt_ostree --sysroot DIR ...``),
+the same engine as direct mode, reporting JSON lines on stderr.  A thread
+reads them and hands each event to the main loop, which emits the
+transaction's signals.  Cancel sends SIGTERM: the child stops at its next
+safe point.  The child dies with the daemon (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from gi.repository import GLib
+
+from ..progress import PROGRESS_ENV
+from .polkit import Caller
+
+log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1
+
+
+class State(enum.Enum):
+    READY = "ready"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+@dataclass
+class Result:
+    success: bool
+    exit_code: int
+    error: str
+    output: str
+
+
+@dataclass
+class Transaction:
+    number: int
+    title: str
+    initiator: Caller
+    argv: Sequence[str]                        # after --sysroot DIR
+    sysroot: str
+    on_event: Callable[[Transaction, dict[str, object]], None]
+    on_finished: Callable[[Transaction, Result], None]
+    state: State = State.READY
+    created: float = field(default_factory=time.monotonic)
+    current_task: str = ""
+    tasks_done: int = 0
+    result: Result | None = None
+    cancel_requested: bool = False
+    _proc: subprocess.Popen[str] | None = None
+
+    @property
+    def path(self) -> str:
+        return f"/org/aptostree1/Transaction/{self.number}"
+
+    def start(self) -> None:
+        if self.state is not State.READY:
+            return
+        self.state = State.RUNNING
+        env = {**os.environ, PROGRESS_ENV: "json", "LC_ALL": "C.UTF-8"}
+        cmd = [sys.executable, "-m", "apt_ostree", "--sysroot", self.sysroot, *self.argv]
+        log.info("transaction %d (%s) for %s: %s", self.number, self.title, self.initiator, cmd)
+
+        def die_with_daemon() -> None:
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, env=env,
+                                      preexec_fn=die_with_daemon, cwd="/")
+        threading.Thread(target=self._watch, name=f"transaction-{self.number}", daemon=True).start()
+
+    def cancel(self) -> None:
+        self.cancel_requested = True
+        if self.state is State.RUNNING and self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+        elif self.state is State.READY:
+            self._finish(Result(False, 1, "transaction cancelled", ""))
+
+    def _watch(self) -> None:
+        """Thread: read the child's events; everything else happens in the main loop."""
+        proc = self._proc
+        assert proc is not None and proc.stderr is not None and proc.stdout is not None
+        errors: list[str] = []
+        for line in proc.stderr:
+            line = line.rstrip("\n")
+            try:
+                event = json.loads(line)
+                if not isinstance(event, dict):
+                    raise ValueError
+            except ValueError:
+                # The command's own error and hint lines make the result, not messages.
+                if line.startswith("error: "):
+                    errors.append(line[len("error: "):])
+                    continue
+                if line.startswith("hint: "):
+                    errors.append(line)
+                    continue
+                event = {"message": line}
+            GLib.idle_add(self._event, event)
+        output = proc.stdout.read()
+        code = proc.wait()
+        GLib.idle_add(self._finish, Result(code in (0, 77), code, "\n".join(errors), output))
+
+    def _event(self, event: dict[str, object]) -> bool:
+        if "task_begin" in event:
+            self.current_task = str(event["task_begin"])
+        elif "task_end" in event:
+            self.tasks_done += 1
+        self.on_event(self, event)
+        return False
+
+    def _finish(self, result: Result) -> bool:
+        if self.state is State.FINISHED:
+            return False
+        self.state = State.FINISHED
+        self.result = result
+        log.info("transaction %d finished: exit %d", self.number, result.exit_code)
+        self.on_finished(self, result)
+        return False
