@@ -187,15 +187,16 @@ def convert_var(root: Path, tmpfiles: Tmpfiles) -> None:
         for name in sorted(dirnames + filenames):
             path = here / name
             rel = "/" + str(path.relative_to(root))
-            if path in drop:
-                if name in dirnames and not path.is_symlink():
-                    dirnames.remove(name)
-                # Keep the directory itself, not its content.
+            if path in drop or not drop.isdisjoint(path.parents):
+                # Logs and caches: keep the directories packages ship (a service
+                # may expect its log directory), not their content.
                 if path.is_dir() and not path.is_symlink():
                     st = path.lstat()
                     tmpfiles.add("d", rel, f"{stat.S_IMODE(st.st_mode):04o}",
                                  users.get(st.st_uid, str(st.st_uid)),
                                  groups.get(st.st_gid, str(st.st_gid)))
+                elif name in dirnames:
+                    dirnames.remove(name)
                 continue
             st = path.lstat()
             user = users.get(st.st_uid, str(st.st_uid))
