@@ -137,12 +137,34 @@ def update(root: AptRoot) -> None:
                            hint="check the treefile's sources and the network")
 
 
+_opened: dict[Path, tuple[tuple[object, ...], apt_pkg.Cache]] = {}
+
+
+def _cache_stamp(root: AptRoot) -> tuple[object, ...]:
+    """What an opened cache depends on: the status file, the lists, the sources."""
+    stamp: list[object] = []
+    for p in (root.path / "var/lib/dpkg/status", root.path / "var/lib/apt/lists",
+              root.path / "etc/apt/sources.list.d"):
+        try:
+            st = p.stat()
+            stamp.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            stamp.append(None)
+    return tuple(stamp)
+
+
 def _open_cache(root: AptRoot) -> tuple[apt_pkg.Cache, apt_pkg.DepCache]:
+    """The package cache of ``root`` (opened once per process while unchanged), fresh marks."""
     _configure(root)
+    stamp = _cache_stamp(root)
+    known = _opened.get(root.path)
+    if known is not None and known[0] == stamp:
+        return known[1], apt_pkg.DepCache(known[1])
     try:
         cache = apt_pkg.Cache(None)
     except SystemError as e:
         raise SourcesError(f"cannot read package lists: {str(e).strip()}") from e
+    _opened[root.path] = (stamp, cache)
     if not any(f.index_type == "Debian Package Index"
                for f in cache.file_list):  # type: ignore[attr-defined]
         raise SourcesError("no package lists: the sources were never fetched "
