@@ -99,3 +99,9 @@ def sandbox_in(root: Path, *, network: bool = False,
         opts += ["--ro-bind", os.fspath(src), dest]
     opts += ["--setenv", "PATH", DEFAULT_PATH, "--chdir", "/", "--"]
     return opts
+
+
+def run_detached(argv: Sequence[str | os.PathLike[str]]) -> None:
+    """Start ``argv`` in its own session and do not wait for it (housekeeping only)."""
+    subprocess.Popen([os.fspath(a) for a in argv], env=clean_env(), stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

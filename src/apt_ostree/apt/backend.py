@@ -13,6 +13,7 @@ import logging
 import os
 import platform
 import shutil
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -123,6 +124,20 @@ def apt_options(root: AptRoot) -> list[str]:
     return [arg for k, v in opts.items() for arg in ("-o", f"{k}={v}")]
 
 
+def lists_age(root: AptRoot) -> float | None:
+    """Seconds since the lists of ``root`` were last refreshed (None: never)."""
+    stamp = root.path / "var/lib/apt/lists/.apt-ostree-updated"
+    try:
+        updated = stamp.stat().st_mtime
+    except OSError:
+        return None
+    # Lists fetched for other sources are as good as none.
+    for f in (root.path / "etc/apt/sources.list.d").iterdir():
+        if f.stat().st_mtime > updated:
+            return None
+    return max(0.0, time.time() - updated)
+
+
 def update(root: AptRoot) -> None:
     """Refresh the package lists; unreachable or unsigned sources are errors."""
     proc = run(["apt-get", "update", "-q", "--error-on=any", *apt_options(root)],
@@ -135,6 +150,7 @@ def update(root: AptRoot) -> None:
         problems = [" ".join(p.split()) for p in dict.fromkeys(problems)]
         raise SourcesError("cannot update package lists: " + "; ".join(problems[:4]),
                            hint="check the treefile's sources and the network")
+    (root.path / "var/lib/apt/lists/.apt-ostree-updated").touch()
 
 
 _opened: dict[Path, tuple[tuple[object, ...], apt_pkg.Cache]] = {}

@@ -34,6 +34,7 @@ from ..mounts import overlay
 from ..ostree import Deployment, Sysroot
 from ..ostree.layer import checkout, commit_layer
 from ..progress import NullReporter, Reporter
+from ..run import run_detached
 from .deploy import base_checksum, current, read_origin, require_root
 from .origin import Origin
 
@@ -42,6 +43,9 @@ CLIENT_TMP = "ostree/apt-ostree/tmp"
 LOCAL_STORE = "ostree/apt-ostree/local"
 CHECKOUTS = "ostree/apt-ostree/checkouts"
 CLIENT_LAYER_KEY = "apt-ostree.clientlayer"
+# Package lists younger than this are used as they are when layering (rpm-ostree's
+# metadata expiry); 'refresh-md' and 'install' refresh them.
+METADATA_EXPIRE = 3600
 BASE_REF_PREFIX = "apt-ostree/base/"
 
 
@@ -114,7 +118,10 @@ def base_checkout(sysroot: Sysroot, base: str, reporter: Reporter) -> Path:
     top.mkdir(parents=True, exist_ok=True)
     for other in top.iterdir():
         if other.name != base:
-            shutil.rmtree(other, ignore_errors=True)
+            # Deleting 9000 hardlinks takes a second: do it after we are gone.
+            trash = tmp_trash(sysroot) / other.name
+            other.rename(trash)
+            run_detached(["rm", "-rf", "--one-file-system", trash])
     target = top / base
     if not target.is_dir():
         partial = top / f"{base}.partial"
@@ -122,6 +129,11 @@ def base_checkout(sysroot: Sysroot, base: str, reporter: Reporter) -> Path:
             checkout(sysroot.repo(), base, partial)
         partial.rename(target)
     return target
+
+
+def tmp_trash(sysroot: Sysroot) -> Path:
+    trash = Path(tempfile.mkdtemp(prefix="trash.", dir=(sysroot.path / CLIENT_TMP).resolve()))
+    return trash
 
 
 def drop_checkouts(sysroot: Sysroot) -> bool:
@@ -140,7 +152,8 @@ def _user_entries(path: Path) -> dict[str, str]:
 
 def build_layered_commit(sysroot: Sysroot, base: str, request: LayerRequest, *,
                          reporter: Reporter, cache_only: bool = False, dry_run: bool = False,
-                         download_only: bool = False, etc: Path | None = None) -> LayerResult:
+                         download_only: bool = False, etc: Path | None = None,
+                         refresh: bool = False) -> LayerResult:
     """The commit of ``base`` with ``request`` applied (``base`` itself if nothing applies).
 
     ``etc``: the administrator's /etc whose users and groups the scripts see.
@@ -156,7 +169,8 @@ def build_layered_commit(sysroot: Sysroot, base: str, request: LayerRequest, *,
     try:
         lower = base_checkout(sysroot, base, reporter)
         apt_root = _apt_root(sysroot, lower)
-        if not cache_only:
+        age = backend.lists_age(apt_root)
+        if not cache_only and (refresh or age is None or age > METADATA_EXPIRE):
             with reporter.task("Updating package lists"):
                 backend.update(apt_root)
         with reporter.task("Resolving packages"):
@@ -284,6 +298,10 @@ def _drop_sandbox_leftovers(lower: Path, upper: Path) -> None:
     for rel in ("usr/sbin/policy-rc.d",):
         if (upper / rel).exists() and not (lower / rel).exists():
             (upper / rel).unlink()
+    # dpkg's backups of its own files: the base keeps its copies, the layer needs none.
+    for backup in (upper / dpkgdb.OSTREE_ADMINDIR).glob("*-old"):
+        if backup.is_file() and not backup.is_symlink():
+            backup.unlink()
     for name in ("var", "etc", "run", "tmp"):
         if (upper / name).exists():
             shutil.rmtree(upper / name)
@@ -321,11 +339,14 @@ def sync_base_refs(sysroot: Sysroot, extra: Sequence[str] = ()) -> None:
 
 
 def deploy_layered(sysroot: Sysroot, cur: Deployment, base: str, origin: Origin, *,
-                   reporter: Reporter, cache_only: bool = False,
+                   reporter: Reporter, cache_only: bool = False, refresh: bool = False,
                    kargs: Sequence[str] | None = None) -> LayerResult:
-    """Build ``base`` + the origin's layering and deploy it as the new default."""
+    """Build ``base`` + the origin's layering and deploy it as the new default.
+
+    ``refresh``: update the package lists even if they are younger than METADATA_EXPIRE.
+    """
     result = build_layered_commit(sysroot, base, request_of(sysroot, origin), reporter=reporter,
-                                  cache_only=cache_only, etc=cur.path / "etc")
+                                  cache_only=cache_only, refresh=refresh, etc=cur.path / "etc")
     sync_base_refs(sysroot, extra=[base])
     with reporter.task(f"Deploying {result.checksum[:12]}"):
         sysroot.deploy(cur.osname, result.checksum, origin.to_keyfile(), merge_index=cur.index,
@@ -449,9 +470,10 @@ def change_layering(sysroot: Sysroot, change: LayeringChange, *, idempotent: boo
         if dry_run or download_only:
             return build_layered_commit(sysroot, base, request_of(sysroot, new_origin),
                                         reporter=reporter, cache_only=cache_only, dry_run=dry_run,
-                                        download_only=download_only, etc=cur.path / "etc")
+                                        download_only=download_only, etc=cur.path / "etc",
+                                        refresh=True)
         return deploy_layered(sysroot, cur, base, new_origin, reporter=reporter,
-                              cache_only=cache_only)
+                              cache_only=cache_only, refresh=True)
 
 
 def refresh_metadata(sysroot: Sysroot, reporter: Reporter | None = None) -> None:
