@@ -98,6 +98,7 @@ def _configure(root: AptRoot) -> None:
     c.set("APT::Install-Recommends", "false")
     c.set("APT::Install-Suggests", "false")
     c.set("Acquire::Languages", "none")
+    c.set("Acquire::GzipIndexes", "false")
     c.set("Acquire::AllowInsecureRepositories", "false")
     c.set("Debug::NoLocking", "true")
     # The cache lives in directories _apt cannot necessarily enter.
@@ -118,6 +119,8 @@ def apt_options(root: AptRoot) -> list[str]:
         "Dir::Etc::trustedparts": "/etc/apt/trusted.gpg.d",
         "APT::Sandbox::User": "root",
         "Acquire::Languages": "none",
+        # Uncompressed lists: looking a record up in a compressed one costs milliseconds.
+        "Acquire::GzipIndexes": "false",
         "Acquire::AllowInsecureRepositories": "false",
         "Debug::NoLocking": "true",
     }
@@ -175,7 +178,10 @@ def _open_cache(root: AptRoot) -> tuple[apt_pkg.Cache, apt_pkg.DepCache]:
     stamp = _cache_stamp(root)
     known = _opened.get(root.path)
     if known is not None and known[0] == stamp:
-        return known[1], apt_pkg.DepCache(known[1])
+        # One cache file holds one depcache: forget the marks of the last operation.
+        dep = apt_pkg.DepCache(known[1])
+        dep.init()
+        return known[1], dep
     try:
         cache = apt_pkg.Cache(None)
     except SystemError as e:
@@ -369,21 +375,28 @@ def fetch(root: AptRoot, packages: Sequence[Package]) -> dict[Package, Path]:
         if pkg is None or not vers:
             raise FetchError(f"{p.name} {p.version} is not available from the sources")
         selected[p] = vers[0]
+        cached = root.archives / archive_name(p)
+        if cached.is_file() and cached.stat().st_size == vers[0].size:
+            # apt verified it when it was downloaded, and whatever installs it
+            # (mmdebstrap's apt, from an index carrying the archive's hashes)
+            # verifies it again: hashing every cached .deb here too is wasted time.
+            continue
         dep.set_candidate_ver(pkg, vers[0])
         dep.mark_install(pkg, False, True)
-    acquire = apt_pkg.Acquire()
-    manager = apt_pkg.PackageManager(dep)
     sources = apt_pkg.SourceList()
     sources.read_main_list()
     records = apt_pkg.PackageRecords(cache)
-    try:
-        manager.get_archives(acquire, sources, records)
-    except SystemError as e:
-        raise FetchError(f"cannot fetch packages: {str(e).strip()}") from e
-    acquire.run()
-    failed = [f"{i.desc_uri}: {i.error_text}" for i in acquire.items if i.status != i.STAT_DONE]
-    if failed:
-        raise FetchError("cannot download packages:\n" + "\n".join(f"  {f}" for f in failed))
+    if dep.inst_count:
+        acquire = apt_pkg.Acquire()
+        manager = apt_pkg.PackageManager(dep)
+        try:
+            manager.get_archives(acquire, sources, records)
+        except SystemError as e:
+            raise FetchError(f"cannot fetch packages: {str(e).strip()}") from e
+        acquire.run()
+        failed = [f"{i.desc_uri}: {i.error_text}" for i in acquire.items if i.status != i.STAT_DONE]
+        if failed:
+            raise FetchError("cannot download packages:\n" + "\n".join(f"  {f}" for f in failed))
     out = {}
     for p in packages:
         path = root.archives / archive_name(p)
@@ -402,7 +415,10 @@ def _local_archive(sources: apt_pkg.SourceList, records: apt_pkg.PackageRecords,
     """The .deb of ``ver`` when it comes from a file: source (apt does not copy those)."""
     for pkgfile, index in ver.file_list:
         source = sources.find_index(pkgfile)
-        if source is None or not records.lookup((pkgfile, index)):
+        # Only file: sources matter; look no record up for the others (slow on
+        # compressed lists).
+        if source is None or not source.archive_uri("").startswith("file:") \
+                or not records.lookup((pkgfile, index)):
             continue
         uri = source.archive_uri(records.filename)
         if uri.startswith("file:"):
