@@ -6,7 +6,10 @@
 - real tiny .debs (``dpkg-deb --build``) served as flat apt repositories;
 - one shared compose cache (package lists and .debs) that survives between runs;
 - ``base_tree``: one composed commit (minbase + the test packages), for every
-  test that needs a real tree to inspect or deploy.
+  test that needs a real tree to inspect or deploy;
+- ``layer_tree``: one composed tree (minbase + a text kernel + base test
+  packages) with the layering test repository in its sources, shared by the
+  layering and daemon tests (packages: tests/layer/lib.py).
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from layer.lib import BASE_PACKAGES as LAYER_BASE_PACKAGES
+from layer.lib import LAYER_PACKAGES
+from layer.lib import REF as LAYER_REF
 from testlib import packages
 from testlib.compose import REPRO_EPOCH, ComposedTree, compose_ok
 from testlib.debs import DebSpec, FlatRepo, build_flat_repo
@@ -100,3 +106,20 @@ def base_checkout(tmp_path_factory: pytest.TempPathFactory, base_tree: ComposedT
     """A plain (user-mode) checkout of ``base_tree``'s commit."""
     dest = tmp_path_factory.mktemp("base-checkout") / "tree"
     yield OstreeCli(base_tree.repo).checkout(base_tree.commit, dest)
+
+
+@pytest.fixture(scope="session")
+def layer_repo(make_apt_repo: Callable[[str, Iterable[DebSpec]], FlatRepo]) -> FlatRepo:
+    return make_apt_repo("layering", LAYER_PACKAGES)
+
+
+@pytest.fixture(scope="session")
+def layer_tree(tmp_path_factory: pytest.TempPathFactory, layer_repo: FlatRepo,
+               compose_cachedir: Path) -> ComposedTree:
+    top = tmp_path_factory.mktemp("layer-tree")
+    (top / "vmlinuz").write_text("text kernel\n")
+    tf = write_treefile(top / "tree.yaml", {
+        "ref": LAYER_REF, "version": "1", "packages": LAYER_BASE_PACKAGES,
+        "add-files": [["vmlinuz", "/usr/lib/modules/6.1.0-test/vmlinuz"]],
+    }, extra_sources=[layer_repo.source_line()])
+    return compose_ok(tf, top / "repo", compose_cachedir, top / "work")

@@ -22,6 +22,9 @@ LAYER_PACKAGES = [
             scripts={"postinst": f"#!/bin/sh\nset -e\necho {MARKER} >> /usr/share/base-files/motd\n"}),
     DebSpec("aot-layer-fail",
             scripts={"postinst": "#!/bin/sh\necho postinst-failure-marker >&2\nexit 3\n"}),
+    # A slow build step (the daemon tests cancel and kill transactions during it).
+    DebSpec("aot-layer-slow", files={"/usr/share/aot-layer-slow/data": "slow\n"},
+            scripts={"postinst": "#!/bin/sh\nsleep 3\n"}),
     # In the base tree: a leaf, and a library with a user.
     DebSpec("aot-base-extra", version="1.0", files={"/usr/share/aot-base-extra/v": "1.0\n"}),
     DebSpec("aot-base-extra", version="1.5", files={"/usr/share/aot-base-extra/v": "1.5\n"}),
