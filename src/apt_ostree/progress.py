@@ -73,6 +73,9 @@ class JsonLinesReporter:
     def __init__(self, stream: TextIO = sys.stderr) -> None:
         self.stream = stream
         signal.signal(signal.SIGTERM, _on_sigterm)
+        # The daemon starts its child with SIGTERM blocked: a cancel that came
+        # early is delivered now, and the first task stops.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
     def _emit(self, **event: object) -> None:
         print(json.dumps(event), file=self.stream, flush=True)

@@ -4,7 +4,8 @@ The work runs in a child process (``python -m apt_ostree --sysroot DIR ...``),
 the same engine as direct mode, reporting JSON lines on stderr.  A thread
 reads them and hands each event to the main loop, which emits the
 transaction's signals.  Cancel sends SIGTERM: the child stops at its next
-safe point.  The child dies with the daemon (PR_SET_PDEATHSIG).
+safe point.  The child dies with the daemon (PR_SET_PDEATHSIG), and its
+mounts with it (a mount namespace of its own).
 """
 
 from __future__ import annotations
@@ -29,6 +30,32 @@ from .polkit import Caller
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
+CLONE_NEWNS = 0x00020000
+MS_REC, MS_SLAVE = 0x4000, 0x80000
+
+
+def _child_setup(daemon_pid: int) -> Callable[[], None]:
+    """In the child, before exec: die with the daemon, and mount in a namespace of its own.
+
+    Whatever the child mounts (the layering overlay) lives in that namespace and
+    goes away with it, even when the child is killed: no mount is left behind.
+    Mounts of the host still propagate into it (slave).  SIGTERM (cancel) is
+    blocked until the command can honour it.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before fork, not in the child
+
+    def setup() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != daemon_pid:  # the daemon died before prctl took effect
+            os._exit(1)
+        if libc.unshare(CLONE_NEWNS) == 0:
+            libc.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None)
+        # A cancel (SIGTERM) that comes before the command reports progress stays
+        # pending until its reporter takes it (progress.JsonLinesReporter); a command
+        # that never reports has no safe point to stop at and runs to its end.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    return setup
 
 
 class State(enum.Enum):
@@ -74,12 +101,9 @@ class Transaction:
         cmd = [sys.executable, "-m", "apt_ostree", "--sysroot", self.sysroot, *self.argv]
         log.info("transaction %d (%s) for %s: %s", self.number, self.title, self.initiator, cmd)
 
-        def die_with_daemon() -> None:
-            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True, env=env,
-                                      preexec_fn=die_with_daemon, cwd="/")
+                                      preexec_fn=_child_setup(os.getpid()), cwd="/")
         threading.Thread(target=self._watch, name=f"transaction-{self.number}", daemon=True).start()
 
     def cancel(self) -> None:
@@ -101,18 +125,29 @@ class Transaction:
                 if not isinstance(event, dict):
                     raise ValueError
             except ValueError:
-                # The command's own error and hint lines make the result, not messages.
-                if line.startswith("error: "):
+                # The command's error (its first line, the lines that continue it, such
+                # as a script's output, and the hint) is the result, not messages: the
+                # top-level handler prints it last.
+                if line.startswith("error: ") and not errors:
                     errors.append(line[len("error: "):])
                     continue
-                if line.startswith("hint: "):
+                if errors:
                     errors.append(line)
                     continue
                 event = {"message": line}
             GLib.idle_add(self._event, event)
         output = proc.stdout.read()
         code = proc.wait()
-        GLib.idle_add(self._finish, Result(code in (0, 77), code, "\n".join(errors), output))
+        GLib.idle_add(self._finish, self._result(code, errors, output))
+
+    def _result(self, code: int, errors: list[str], output: str) -> Result:
+        if code < 0:  # killed by a signal before it could say anything
+            why = ("transaction cancelled" if self.cancel_requested and code == -signal.SIGTERM
+                   else f"the transaction's process was killed by signal {-code}")
+            return Result(False, 1, why, output)
+        if code not in (0, 77) and not errors:
+            errors = [f"the transaction failed (exit status {code})"]
+        return Result(code in (0, 77), code, "\n".join(errors), output)
 
     def _event(self, event: dict[str, object]) -> bool:
         if "task_begin" in event:
