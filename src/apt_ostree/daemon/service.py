@@ -41,6 +41,7 @@ SYSROOT_PATH = "/org/aptostree1/Sysroot"
 DEFAULT_CONFIG = Path("/etc/apt-ostreed.conf")
 UNSTARTED_TIMEOUT = 60  # seconds a transaction may wait for its Start()
 KEEP_FINISHED = 5       # finished transactions kept on the bus for late watchers
+RELOAD_ACTION = "org.aptostree1.reload-daemon"
 
 
 class AptOstreeErrorRule(AbstractErrorRule):  # type: ignore[misc]
@@ -196,8 +197,9 @@ class SysrootInterface:
     def ListOS(self) -> List[ObjPath]:
         return [os_object_path(n) for n in self._daemon.osnames()]
 
-    def ReloadConfig(self):  # type: ignore[no-untyped-def]
-        self._daemon.reload_config()
+    @accepts_additional_arguments
+    def ReloadConfig(self, *, call_info: dict[str, Any]):  # type: ignore[no-untyped-def]
+        self._daemon.reload_config(call_info["sender"])
 
 
 def _verb_method(method: str, positional_type: Any):  # type: ignore[no-untyped-def]
@@ -287,7 +289,8 @@ class Daemon:
                 return txn
         return None
 
-    def reload_config(self) -> None:
+    def reload_config(self, sender: str) -> None:
+        authorize(self.bus, identify(self.bus, sender), RELOAD_ACTION)
         self.config = read_config(self.config_path)
 
     # transactions
