@@ -12,6 +12,7 @@ import argparse
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..daemon.verbs import Kind, Verb, options_from_args, positional_from_args
@@ -64,17 +65,22 @@ def _bus() -> Any:
         bus = SystemMessageBus()
         bus.connection  # noqa: B018  (connects now, so a missing bus fails here)
     except Exception as e:
-        raise DaemonError(f"cannot reach the system bus: {e}",
+        import os
+
+        address = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/run/dbus/system_bus_socket")
+        raise DaemonError(f"cannot reach the system bus ({address}): {getattr(e, 'message', None) or e}",
                           hint="use --sysroot DIR to work on a sysroot without the daemon") from e
     return bus
 
 
-def _call(what: str, func: Any, *args: Any) -> Any:
+def _call(what: str, call: Callable[[], Any]) -> Any:
+    """``call()``, which uses a proxy: a proxy looks the object up (introspects it)
+    when its first member is used, so that use must happen in here too."""
     from dasbus.error import DBusError  # type: ignore[import-untyped]
     from gi.repository import GLib
 
     try:
-        return func(*args)
+        return call()
     except (DBusError, GLib.Error) as e:
         message = getattr(e, "message", None) or str(e)
         if "org.freedesktop.DBus.Error.ServiceUnknown" in message or "was not provided" in message:
@@ -87,14 +93,11 @@ def run_transaction(args: argparse.Namespace, verb: Verb) -> int:
     """Run ``verb`` through the daemon; returns the command's exit code."""
     bus = _bus()
     sysroot = bus.get_proxy(BUS_NAME, SYSROOT_PATH)
-    os_path = _call("GetOS", sysroot.GetOS, "")
+    os_path = _call("GetOS", lambda: sysroot.GetOS(""))
     os_proxy = bus.get_proxy(BUS_NAME, os_path)
     options = {k: _variant(verb.options[k], v) for k, v in options_from_args(verb, args).items()}
-    method = getattr(os_proxy, verb.method)
-    if verb.positional is None:
-        txn_path = _call(verb.method, method, options)
-    else:
-        txn_path = _call(verb.method, method, positional_from_args(verb, args), options)
+    arguments = [] if verb.positional is None else [positional_from_args(verb, args)]
+    txn_path = _call(verb.method, lambda: getattr(os_proxy, verb.method)(*arguments, options))
     return watch(bus, txn_path, start=True)
 
 
@@ -126,9 +129,9 @@ def watch(bus: Any, txn_path: str, *, start: bool) -> int:
 
     GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGINT, on_sigint)
     if start:
-        _call("Start", txn.Start)
+        _call("Start", lambda: txn.Start())
     else:
-        done, code, error, output = _call("GetResult", txn.GetResult)
+        done, code, error, output = _call("GetResult", lambda: txn.GetResult())
         if code != -1:
             finished(done, code, error, output)
             return _report(result)
@@ -160,7 +163,7 @@ def status_via_daemon() -> dict[str, Any]:
 
     bus = _bus()
     sysroot = bus.get_proxy(BUS_NAME, SYSROOT_PATH)
-    return dict(json.loads(_call("GetStatus", sysroot.GetStatus)))
+    return dict(json.loads(_call("GetStatus", lambda: sysroot.GetStatus())))
 
 
 def watch_active() -> int:

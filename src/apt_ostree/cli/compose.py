@@ -6,12 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..compose import pipeline
-from ..compose.treefile import load_treefile
+from ..compose import DEFAULT_CACHEDIR
 from ..errors import UsageError
-from ..ostree import Repo
-from ..progress import make_reporter
+
+if TYPE_CHECKING:
+    from ..compose import pipeline
 
 
 def _metadata_strings(values: list[str]) -> dict[str, str]:
@@ -38,6 +39,8 @@ def _output_path(args: argparse.Namespace, option: str) -> Path | None:
 
 
 def _options(args: argparse.Namespace) -> pipeline.ComposeOptions:
+    from ..compose import pipeline
+
     return pipeline.ComposeOptions(
         repo=Path(args.repo) if getattr(args, "repo", None) else None,
         cachedir=Path(args.cachedir) if getattr(args, "cachedir", None) else None,
@@ -55,7 +58,7 @@ def _options(args: argparse.Namespace) -> pipeline.ComposeOptions:
 def _add_fetch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cachedir", metavar="DIR",
                    help=f"package lists and downloaded .debs, reused between composes "
-                        f"(default {pipeline.DEFAULT_CACHEDIR})")
+                        f"(default {DEFAULT_CACHEDIR})")
     p.add_argument("--lockfile", metavar="FILE", help="compose exactly the versions in FILE")
     p.add_argument("--cache-only", "-C", action="store_true",
                    help="do not update the package lists; use the cached ones")
@@ -70,6 +73,10 @@ def _add_commit_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
+    from ..compose import pipeline
+    from ..compose.treefile import load_treefile
+    from ..progress import make_reporter
+
     treefile = load_treefile(args.treefile)
     if args.print_only:
         json.dump(treefile.to_json(), sys.stdout, indent=2)
@@ -90,6 +97,10 @@ def cmd_tree(args: argparse.Namespace) -> int:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
+    from ..compose import pipeline
+    from ..compose.treefile import load_treefile
+    from ..progress import make_reporter
+
     treefile = load_treefile(args.treefile)
     dest = Path(args.destdir)
     packages = pipeline.install(treefile, dest / "rootfs", _options(args), make_reporter())
@@ -98,12 +109,21 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_postprocess(args: argparse.Namespace) -> int:
+    from ..compose import pipeline
+    from ..compose.treefile import load_treefile
+    from ..progress import make_reporter
+
     treefile = load_treefile(args.treefile) if args.treefile else None
     pipeline.postprocess(Path(args.rootfs), treefile, make_reporter())
     return 0
 
 
 def cmd_commit(args: argparse.Namespace) -> int:
+    from ..compose import pipeline
+    from ..compose.treefile import load_treefile
+    from ..ostree import Repo
+    from ..progress import make_reporter
+
     treefile = load_treefile(args.treefile)
     opts = _options(args)
     pipeline.check_adapted(Path(args.rootfs))  # before creating the repository

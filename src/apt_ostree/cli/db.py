@@ -12,7 +12,6 @@ import json
 import sys
 from dataclasses import dataclass
 
-from ..apt.versions import compare_versions
 from ..engine import db
 from ..errors import RepoError, UsageError
 from ..ostree import Deployment, Repo, Sysroot
@@ -123,6 +122,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         from_sum, to_sum = resolve_rev(source.repo, revs[0]), resolve_rev(source.repo, revs[1])
     old_sum, old = db.commit_packages(source.repo, from_sum)
     new_sum, new = db.commit_packages(source.repo, to_sum)
+    from ..apt.versions import compare_versions  # python-apt: only when diffing
     diff = db.diff_packages(old, new, compare_versions)
     if args.json:
         out = {"from": old_sum, "to": new_sum, **diff.to_json()}

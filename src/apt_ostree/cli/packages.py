@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from ..engine import layer
-from ..engine.layer import LayeringChange, LayerResult
 from ..progress import make_reporter
 from .sysroot import open_sysroot
+
+if TYPE_CHECKING:
+    from ..engine.layer import LayeringChange, LayerResult
 
 
 def print_plan(result: LayerResult, *, dry_run: bool = False) -> None:
@@ -27,6 +29,8 @@ def print_plan(result: LayerResult, *, dry_run: bool = False) -> None:
 
 
 def _run(args: argparse.Namespace, change: LayeringChange) -> int:
+    from ..engine import layer
+
     dry_run = getattr(args, "dry_run", False)
     download_only = getattr(args, "download_only", False)
     result = layer.change_layering(
@@ -46,10 +50,14 @@ def _run(args: argparse.Namespace, change: LayeringChange) -> int:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
+    from ..engine.layer import LayeringChange
+
     return _run(args, LayeringChange(install=tuple(args.packages)))
 
 
 def cmd_uninstall(args: argparse.Namespace) -> int:
+    from ..engine.layer import LayeringChange
+
     if not args.packages and not args.all:
         from ..errors import UsageError
         raise UsageError("uninstall: name packages or use --all")
@@ -57,6 +65,8 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
 
 
 def cmd_override(args: argparse.Namespace) -> int:
+    from ..engine.layer import LayeringChange
+
     if args.override_command == "remove":
         return _run(args, LayeringChange(remove=tuple(args.packages)))
     if args.override_command == "replace":
@@ -69,16 +79,22 @@ def cmd_override(args: argparse.Namespace) -> int:
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
+    from ..engine.layer import LayeringChange
+
     return _run(args, LayeringChange(reset_all=True))
 
 
 def cmd_refresh_md(args: argparse.Namespace) -> int:
+    from ..engine import layer
+
     layer.refresh_metadata(open_sysroot(args), make_reporter())
     print("Package lists updated.")
     return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from ..engine import layer
+
     hits = layer.search(open_sysroot(args), args.terms)
     for name, version, summary in hits:
         print(f"{name} {version}: {summary}")

@@ -8,12 +8,14 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gi.repository import GLib
 
 from ..packages import Package
-from .treefile import Treefile
+
+if TYPE_CHECKING:
+    from .treefile import Treefile
 
 PACKAGES_KEY = "apt-ostree.packages"
 INPUTHASH_KEY = "apt-ostree.inputhash"

@@ -20,13 +20,12 @@ from ..errors import AptOstreeError, LayoutError, NothingChanged
 from ..ostree import Repo
 from ..packages import Package, ResolveRequest
 from ..progress import NullReporter, Reporter
-from . import layout, lockfile, metadata, treeops
+from . import DEFAULT_CACHEDIR, layout, lockfile, metadata, treeops
 from .rootfs import build_rootfs, remove_tree
 from .treefile import Treefile
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHEDIR = Path("/var/cache/apt-ostree/compose")
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,12 @@ from dasbus.server.interface import (  # type: ignore[import-untyped]
     dbus_interface,
     dbus_signal,
 )
+from dasbus.server.property import PropertiesInterface  # type: ignore[import-untyped]
 from dasbus.typing import Bool, Dict, Int, List, ObjPath, Str, Tuple, UInt32, UInt64, Variant  # type: ignore[import-untyped]
 from gi.repository import GLib
 
 from .. import statuscache
-from ..errors import AptOstreeError, Busy, DaemonError
+from ..errors import AptOstreeError, Busy, DaemonError, UsageError
 from .polkit import authorize, identify
 from .transaction import Result, State, Transaction
 from .verbs import VERBS, Verb, argv_for, describe
@@ -72,6 +73,21 @@ def to_variant(value: Any) -> Variant | None:
     return None
 
 
+def unpack_options(verb: Verb, options: dict[str, Any]) -> dict[str, Any]:
+    """The ``a{sv}`` of a method as plain values; every option of the wrong type is refused."""
+    plain: dict[str, Any] = {}
+    problems = []
+    for key, value in options.items():
+        kind = verb.options.get(key)
+        signature = value.get_type_string() if isinstance(value, Variant) else None
+        if kind is not None and signature is not None and signature != kind.value:
+            problems.append(f"option {key!r} must be of type {kind.value!r}, not {signature!r}")
+        plain[key] = value.unpack() if isinstance(value, Variant) else value
+    if problems:
+        raise UsageError(f"{verb.method}: {'; '.join(problems)}")
+    return plain
+
+
 def read_config(path: Path) -> dict[str, int]:
     parser = configparser.ConfigParser()
     try:
@@ -90,9 +106,16 @@ def os_object_path(osname: str) -> str:
 
 
 @dbus_interface("org.aptostree1.Transaction")
-class TransactionInterface:
+class TransactionInterface(PropertiesInterface):  # type: ignore[misc]
     def __init__(self, daemon: "Daemon", txn: Transaction) -> None:
+        super().__init__()
         self._daemon, self._txn = daemon, txn
+
+    def changed(self, *names: str) -> None:
+        """Emit PropertiesChanged for ``names``."""
+        for name in names:
+            self.report_changed_property(name)
+        self.flush_changes()
 
     @property
     def Title(self) -> Str:
@@ -157,9 +180,15 @@ class TransactionInterface:
 
 
 @dbus_interface("org.aptostree1.Sysroot")
-class SysrootInterface:
+class SysrootInterface(PropertiesInterface):  # type: ignore[misc]
     def __init__(self, daemon: "Daemon") -> None:
+        super().__init__()
         self._daemon = daemon
+
+    def changed(self, *names: str) -> None:
+        for name in names:
+            self.report_changed_property(name)
+        self.flush_changes()
 
     @property
     def Path(self) -> Str:
@@ -245,6 +274,7 @@ class Daemon:
         self.counter = 0
         self.last_activity = time.monotonic()
         self.published_os: set[str] = set()
+        self.sysroot_iface: SysrootInterface | None = None
 
     # queries
     def status(self) -> dict[str, Any]:
@@ -266,13 +296,16 @@ class Daemon:
         deploy = self.sysroot / "ostree/deploy"
         return sorted(p.name for p in deploy.iterdir()) if deploy.is_dir() else []
 
+    def default_osname(self) -> str:
+        """The stateroot of the booted deployment, else of the default one."""
+        deployments = self.status()["deployments"]
+        if not deployments:
+            raise DaemonError(f"{self.sysroot}: no deployments")
+        booted = [d for d in deployments if d["booted"]]
+        return str((booted or deployments)[0]["osname"])
+
     def os_path(self, name: str) -> str:
-        if not name:
-            deployments = self.status()["deployments"]
-            if not deployments:
-                raise DaemonError(f"{self.sysroot}: no deployments")
-            booted = [d for d in deployments if d["booted"]]
-            name = (booted or deployments)[0]["osname"]
+        name = name or self.default_osname()
         if name not in self.osnames():
             raise DaemonError(f"no stateroot named {name!r}")
         self.publish_os(name)
@@ -299,8 +332,15 @@ class Daemon:
         self.last_activity = time.monotonic()
         caller = identify(self.bus, sender)
         authorize(self.bus, caller, verb.polkit_action)
-        plain = {k: (v.unpack() if hasattr(v, "unpack") else v) for k, v in options.items()}
+        plain = unpack_options(verb, options)
+        if verb.positional == "packages" and not positional and not plain.get("all"):
+            raise UsageError(f"{verb.method}: no packages given")
         argv = argv_for(verb, positional, plain)
+        default = self.default_osname()
+        if osname != default:
+            # The engine acts on the default stateroot (the booted one, else the first).
+            raise AptOstreeError(f"stateroot {osname!r} is not the default one ({default!r}): "
+                                 "transactions act on the default stateroot only")
         active = self.active_transaction()
         if active is not None:
             raise Busy(f"busy: transaction '{active.title}' started by {active.initiator} is running "
@@ -311,15 +351,24 @@ class Daemon:
         iface = TransactionInterface(self, txn)
         self.bus.publish_object(txn.path, iface)
         self.transactions[txn.number] = (txn, iface)
+        self.sysroot_changed("ActiveTransaction", "ActiveTransactionTitle")
         return txn.path
+
+    def sysroot_changed(self, *names: str) -> None:
+        if self.sysroot_iface is not None:
+            try:
+                self.sysroot_iface.changed(*names)
+            except AptOstreeError as e:  # the status cannot be read now: say so, go on
+                log.warning("%s", e)
 
     def start(self, txn: Transaction, sender: str) -> None:
         caller = identify(self.bus, sender)
         if caller.uid != txn.initiator.uid and caller.uid != 0:
             from ..errors import PermissionDenied
 
-            raise PermissionDenied("only the initiator of a transaction can start it")
+            raise PermissionDenied("only the initiator of a transaction (or root) can start it")
         txn.start()
+        self.transactions[txn.number][1].changed("State")
 
     def cancel(self, txn: Transaction, sender: str) -> None:
         caller = identify(self.bus, sender)
@@ -334,8 +383,10 @@ class Daemon:
         iface = self.transactions[txn.number][1]
         if "task_begin" in event:
             iface.TaskBegin.emit(str(event["task_begin"]))
+            iface.changed("CurrentTask")
         elif "task_end" in event:
             iface.TaskEnd.emit(str(event["task_end"]))
+            iface.changed("TasksDone")
         elif "percent" in event:
             iface.PercentProgress.emit(str(event.get("text", "")), int(event["percent"]))  # type: ignore[call-overload]
         elif "message" in event:
@@ -344,7 +395,9 @@ class Daemon:
     def _on_finished(self, txn: Transaction, result: Result) -> None:
         self.last_activity = time.monotonic()
         iface = self.transactions[txn.number][1]
+        iface.changed("State")
         iface.Finished.emit(result.success, result.exit_code, result.error, result.output)
+        self.sysroot_changed("ActiveTransaction", "ActiveTransactionTitle", "Deployments", "Booted")
         for number in sorted(self.transactions)[:-KEEP_FINISHED]:
             old, _ = self.transactions[number]
             if old.state is State.FINISHED:
@@ -365,13 +418,26 @@ class Daemon:
         return True
 
 
+class RefusedCallFilter(logging.Filter):
+    """A call refused with one of our errors (not authorized, busy) is one log line, not a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, AptOstreeError):
+            record.msg, record.args = f"{record.getMessage()} {error}", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def serve(sysroot: Path, config_path: Path = DEFAULT_CONFIG) -> int:
+    logging.getLogger("dasbus.server.handler").addFilter(RefusedCallFilter())
     mapper = ErrorMapper()
     mapper.add_rule(AptOstreeErrorRule())
     bus = SystemMessageBus(error_mapper=mapper)
     loop = EventLoop()
     daemon = Daemon(bus, sysroot, config_path, loop)
-    bus.publish_object(SYSROOT_PATH, SysrootInterface(daemon))
+    daemon.sysroot_iface = SysrootInterface(daemon)
+    bus.publish_object(SYSROOT_PATH, daemon.sysroot_iface)
     for name in daemon.osnames():
         daemon.publish_os(name)
     bus.register_service(BUS_NAME)

@@ -15,6 +15,7 @@ import enum
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +30,8 @@ from ..progress import PROGRESS_ENV
 from .polkit import Caller
 
 log = logging.getLogger(__name__)
+# The CLI's error line, and argparse's ("apt-ostree install: error: ...").
+ERROR_LINE = re.compile(r"^(?:apt-ostree(?: [\w-]+)*: )?error: (.*)$")
 PR_SET_PDEATHSIG = 1
 CLONE_NEWNS = 0x00020000
 MS_REC, MS_SLAVE = 0x4000, 0x80000
@@ -128,8 +131,9 @@ class Transaction:
                 # The command's error (its first line, the lines that continue it, such
                 # as a script's output, and the hint) is the result, not messages: the
                 # top-level handler prints it last.
-                if line.startswith("error: ") and not errors:
-                    errors.append(line[len("error: "):])
+                first = ERROR_LINE.match(line)
+                if first and not errors:
+                    errors.append(first[1])
                     continue
                 if errors:
                     errors.append(line)

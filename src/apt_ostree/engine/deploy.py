@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..apt.versions import compare_versions
 from ..compose.metadata import packages_from_metadata
 from ..errors import NothingChanged, PermissionDenied, RepoError, SysrootError, UsageError
 from ..ostree import Deployment, Repo, Sysroot
@@ -121,6 +120,7 @@ def _pull(repo: Repo, origin: Origin, refs: list[str], reporter: Reporter, *,
 
 
 def commit_diff(repo: Repo, old: str, new: str) -> PackageDiff:
+    from ..apt.versions import compare_versions  # python-apt: only when diffing
     return diff_packages(packages_from_metadata(repo.read_commit(old).metadata),
                          packages_from_metadata(repo.read_commit(new).metadata), compare_versions)
 
