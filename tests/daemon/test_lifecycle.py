@@ -1,0 +1,136 @@
+"""The daemon's life: killed with -9 in the middle of a transaction, and exiting when idle.
+
+After ``kill -9`` of apt-ostreed at any point of a layered install the sysroot
+is either as it was or has the complete new deployment (libostree swaps
+deployments atomically; everything before is scratch space), ``ostree fsck``
+is clean, no process and no mount of the transaction is left, and a restarted
+daemon runs the next transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from deploy.lib import AdminDeployment, admin_status, boot_entries, deployment_dir, fsck
+from layer.lib import CLI
+
+from .conftest import write_config
+from .lib import (
+    BUS_NAME,
+    OS_PATH,
+    Daemon,
+    SystemBus,
+    children_of_sysroot,
+    mounts_under,
+    object_path,
+    ok,
+    wait_for,
+    wait_line,
+)
+
+pytestmark = [pytest.mark.root, pytest.mark.network]
+
+
+def ids(deployments: list[AdminDeployment]) -> list[tuple[str, str, int]]:
+    return [(d.osname, d.checksum, d.serial) for d in deployments]
+
+
+def check_old_or_new(bus: SystemBus, sysroot: Path, before: list[AdminDeployment], package: str) -> str:
+    """'old' (exactly the deployments of before) or 'new' (a complete new deployment on top)."""
+    fsck(sysroot)
+    after = admin_status(sysroot)
+    entries = boot_entries(sysroot)
+    assert [e.index for e in entries] == list(range(len(after))), [e.path.name for e in entries]
+    for entry, d in zip(entries, after, strict=True):
+        assert (sysroot / entry.ostree_arg.lstrip("/")).resolve() == deployment_dir(sysroot, d).resolve()
+    ours = json.loads(ok(bus.run([*CLI, "--sysroot", str(sysroot), "status", "--json"])).stdout)
+    assert [(d["osname"], d["checksum"], d["serial"]) for d in ours["deployments"]] == ids(after)
+    if ids(after) == ids(before):
+        return "old"
+    assert ids(after)[1:] == ids(before), (ids(before), ids(after))
+    assert ours["deployments"][0]["requested-packages"] == [package]
+    assert (deployment_dir(sysroot, after[0]) / f"usr/share/{package}/data").is_file()
+    return "new"
+
+
+@pytest.mark.parametrize("point", [0.3, 1.0, 2.0, "Installing", "Deploying"])
+def test_kill_9_in_the_middle(system_bus: SystemBus, make_sysroot: Callable[..., Path], tmp_path: Path,
+                              point: float | str) -> None:
+    # Killed by time: a sysroot without lists or checkout, so the early steps take a while.
+    warm = isinstance(point, str)
+    sysroot = make_sysroot("sysroot", warm=warm)
+    daemon = Daemon(system_bus, sysroot, write_config(tmp_path / "apt-ostreed.conf", 0), tmp_path / "log")
+    try:
+        daemon.start()
+        before = admin_status(sysroot)
+        if isinstance(point, float):
+            txn = object_path(ok(system_bus.gdbus(OS_PATH, "org.aptostree1.OS.Install", "['aot-layer-slow']",
+                                                  "{}")).stdout)
+            ok(system_bus.gdbus(txn, "org.aptostree1.Transaction.Start"))
+            time.sleep(point)
+            assert children_of_sysroot(sysroot), "the transaction is not running"
+            daemon.kill(signal.SIGKILL)
+        else:
+            client = system_bus.popen([*CLI, "install", "-C", "aot-layer-slow"], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE)
+            seen: list[str] = []
+            assert client.stderr is not None and wait_line(client.stderr, f"{point}", seen), "".join(seen)
+            # The layering overlay is not mounted where the host sees it.
+            assert mounts_under(sysroot) == []
+            daemon.kill(signal.SIGKILL)
+            _, err = client.communicate(timeout=30)
+            assert client.returncode == 1, "".join(seen) + err
+            assert err.splitlines()[-1] == "error: apt-ostreed exited during the transaction", err
+        # The transaction's process (and its sandbox) died with the daemon; no mount is left.
+        wait_for("the transaction's processes to end", lambda: not children_of_sysroot(sysroot), timeout=10)
+        assert mounts_under(sysroot) == []
+        outcome = check_old_or_new(system_bus, sysroot, before, "aot-layer-slow")
+        if point == 0.3:
+            assert outcome == "old"
+        # A new daemon runs the next transaction.
+        daemon.start()
+        proc = system_bus.aot("install", *(["-C"] if warm else []), "aot-layer-dep")
+        assert proc.returncode == 0, f"{proc.stderr}\n{daemon.log_text()}"
+        status = json.loads(ok(system_bus.aot("status", "--json")).stdout)
+        requested = status["deployments"][0]["requested-packages"]
+        assert requested == (["aot-layer-dep", "aot-layer-slow"] if outcome == "new" else ["aot-layer-dep"])
+    finally:
+        daemon.stop()
+
+
+def test_idle_exit(system_bus: SystemBus, sysroot: Path, tmp_path: Path) -> None:
+    daemon = Daemon(system_bus, sysroot, write_config(tmp_path / "apt-ostreed.conf", 3), tmp_path / "log")
+    try:
+        started = time.monotonic()
+        daemon.start()
+        assert daemon.proc is not None
+        assert daemon.proc.wait(timeout=15) == 0, daemon.log_text()
+        assert 3 <= time.monotonic() - started < 10
+        assert "idle for 3s: exiting" in daemon.log_text()
+        wait_for("the name to be released", lambda: not system_bus.has_owner(BUS_NAME))
+        # No daemon (and no activation on this bus): one clear line, exit 1.
+        for args in (["status"], ["status", "--json"], ["install", "aot-layer"], ["transaction", "watch"]):
+            proc = system_bus.aot(*args)
+            assert proc.returncode == 1, proc
+            assert proc.stderr == ("error: apt-ostreed is not running and cannot be activated\n"
+                                   "hint: start apt-ostreed, or use --sysroot DIR\n"), proc.stderr
+        # Not while a transaction runs (about 6 s here), even with nobody watching it.
+        daemon.start()
+        txn = object_path(ok(system_bus.gdbus(OS_PATH, "org.aptostree1.OS.Install", "['aot-layer-slow']",
+                                              "{}")).stdout)
+        ok(system_bus.gdbus(txn, "org.aptostree1.Transaction.Start"))
+        started = time.monotonic()
+        assert daemon.proc.wait(timeout=30) == 0
+        assert time.monotonic() - started > 5, daemon.log_text()
+        assert "transaction 1 finished: exit 0" in daemon.log_text()
+        status = json.loads(ok(system_bus.run([*CLI, "--sysroot", str(sysroot), "status", "--json"])).stdout)
+        assert status["deployments"][0]["requested-packages"] == ["aot-layer-slow"]
+    finally:
+        daemon.stop()
