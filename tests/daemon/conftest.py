@@ -70,12 +70,14 @@ def polkit_actions() -> Iterator[None]:
 def system_bus(polkit_actions: None) -> Iterator[SystemBus]:
     top = Path(tempfile.mkdtemp(prefix="aot-bus."))
     top.chmod(0o755)
-    bus = SystemBus(top / "system_bus_socket")
+    bus = SystemBus(top / "system_bus_socket", top / "services")
+    bus.services.mkdir()
     config = top / "system.conf"
-    config.write_text(BUS_CONFIG.format(socket=bus.socket, policy=BUS_POLICY))
+    config.write_text(BUS_CONFIG.format(socket=bus.socket, policy=BUS_POLICY, services=bus.services))
     try:
+        # Services it activates see this bus as the system bus.
         dbus = subprocess.Popen(["dbus-daemon", "--nofork", f"--config-file={config}"],
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, env=bus.env)
         bus.peers.append(dbus)
         wait_for("dbus-daemon's socket", bus.socket.exists)
         polkitd = subprocess.Popen([POLKITD, "--no-debug"], env=bus.env, stdin=subprocess.DEVNULL,

@@ -23,19 +23,22 @@ DAEMON = str(TOP / ".venv/bin/apt-ostreed")
 POLKITD = "/usr/lib/polkit-1/polkitd"
 POLICY = TOP / "data/polkit-1/actions/org.aptostree1.policy"
 BUS_POLICY = TOP / "data/dbus-1/system.d/org.aptostree1.conf"
+ACTIVATION = TOP / "data/dbus-1/system-services/org.aptostree1.service"
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 BUS_NAME = "org.aptostree1"
 SYSROOT_PATH = "/org/aptostree1/Sysroot"
 OS_PATH = "/org/aptostree1/OS/debian"
 
 # Debian's system.conf, minus what needs the real system (user, pidfile, syslog,
-# activation helper), listening on a socket of the test session.
+# activation helper: the bus starts services itself), listening on a socket of the
+# test session, with a directory of activatable services of its own.
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>system</type>
   <listen>unix:path={socket}</listen>
   <auth>EXTERNAL</auth>
+  <servicedir>{services}</servicedir>
   <policy context="default">
     <allow user="*"/>
     <deny own="*"/>
@@ -84,6 +87,7 @@ class SystemBus:
     """A private dbus-daemon with a system-bus configuration (and polkitd on it)."""
 
     socket: Path
+    services: Path
     peers: list[subprocess.Popen[Any]] = field(default_factory=list)    # dbus-daemon, polkitd
     clients: list[subprocess.Popen[Any]] = field(default_factory=list)  # started by a test
 
@@ -121,6 +125,15 @@ class SystemBus:
 
     def busctl(self, *args: str, nobody: bool = False) -> subprocess.CompletedProcess[str]:
         return self.run(["busctl", f"--address={self.address}", *args], nobody=nobody)
+
+    def owner_pid(self, name: str) -> int:
+        proc = ok(self.gdbus("/org/freedesktop/DBus", "org.freedesktop.DBus.GetConnectionUnixProcessID", name,
+                             dest="org.freedesktop.DBus"))
+        return int(proc.stdout.strip().removeprefix("(uint32 ").removesuffix(",)"))
+
+    def reload_config(self) -> None:
+        ok(self.gdbus("/org/freedesktop/DBus", "org.freedesktop.DBus.ReloadConfig",
+                      dest="org.freedesktop.DBus"))
 
     def has_owner(self, name: str) -> bool:
         proc = self.gdbus("/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner", name,
@@ -232,10 +245,11 @@ def mounts_under(path: Path) -> list[str]:
             if f" {path}/" in line or f" {path} " in line]
 
 
-def wait_line(stream: Any, needle: str, seen: list[str]) -> bool:
-    """Read ``stream`` (a client's stderr) until a line contains ``needle``; all lines go to ``seen``."""
+def wait_line(stream: Any, pattern: str, seen: list[str]) -> bool:
+    """Read ``stream`` (a client's stderr) until a line matches ``pattern`` (a regular expression,
+    from the line's start); all lines go to ``seen``."""
     for line in stream:
         seen.append(line)
-        if needle in line:
+        if re.match(pattern, line):
             return True
     return False

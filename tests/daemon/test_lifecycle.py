@@ -10,6 +10,7 @@ daemon runs the next transaction.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -23,7 +24,9 @@ from layer.lib import CLI
 
 from .conftest import write_config
 from .lib import (
+    ACTIVATION,
     BUS_NAME,
+    DAEMON,
     OS_PATH,
     Daemon,
     SystemBus,
@@ -60,7 +63,9 @@ def check_old_or_new(bus: SystemBus, sysroot: Path, before: list[AdminDeployment
     return "new"
 
 
-@pytest.mark.parametrize("point", [0.3, 1.0, 2.0, "Installing", "Deploying"])
+# Seconds after Start, or the progress line after which the daemon is killed.
+@pytest.mark.parametrize("point", [0.3, 1.0, 2.0, "Installing", r"Deploying \w+\.\.\.$", "Deploying .* done"],
+                         ids=["0.3s", "1s", "2s", "installing", "deploying", "deployed"])
 def test_kill_9_in_the_middle(system_bus: SystemBus, make_sysroot: Callable[..., Path], tmp_path: Path,
                               point: float | str) -> None:
     # Killed by time: a sysroot without lists or checkout, so the early steps take a while.
@@ -81,7 +86,7 @@ def test_kill_9_in_the_middle(system_bus: SystemBus, make_sysroot: Callable[...,
             client = system_bus.popen([*CLI, "install", "-C", "aot-layer-slow"], stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE)
             seen: list[str] = []
-            assert client.stderr is not None and wait_line(client.stderr, f"{point}", seen), "".join(seen)
+            assert client.stderr is not None and wait_line(client.stderr, point, seen), "".join(seen)
             # The layering overlay is not mounted where the host sees it.
             assert mounts_under(sysroot) == []
             daemon.kill(signal.SIGKILL)
@@ -94,43 +99,67 @@ def test_kill_9_in_the_middle(system_bus: SystemBus, make_sysroot: Callable[...,
         outcome = check_old_or_new(system_bus, sysroot, before, "aot-layer-slow")
         if point == 0.3:
             assert outcome == "old"
+        elif point == "Deploying .* done":
+            assert outcome == "new"
         # A new daemon runs the next transaction.
         daemon.start()
         proc = system_bus.aot("install", *(["-C"] if warm else []), "aot-layer-dep")
         assert proc.returncode == 0, f"{proc.stderr}\n{daemon.log_text()}"
         status = json.loads(ok(system_bus.aot("status", "--json")).stdout)
-        requested = status["deployments"][0]["requested-packages"]
+        requested = sorted(status["deployments"][0]["requested-packages"])
         assert requested == (["aot-layer-dep", "aot-layer-slow"] if outcome == "new" else ["aot-layer-dep"])
     finally:
         daemon.stop()
 
 
-def test_idle_exit(system_bus: SystemBus, sysroot: Path, tmp_path: Path) -> None:
-    daemon = Daemon(system_bus, sysroot, write_config(tmp_path / "apt-ostreed.conf", 3), tmp_path / "log")
+def pid_alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def test_activation_and_idle_exit(system_bus: SystemBus, sysroot: Path, tmp_path: Path) -> None:
+    """The shipped activation file (Exec pointed at this tree): the bus starts apt-ostreed on
+    demand; it exits when idle (IdleExitTimeout=3), never during a transaction."""
+    log = tmp_path / "daemon.log"
+    config = write_config(tmp_path / "apt-ostreed.conf", 3)
+    shipped = ACTIVATION.read_text()
+    assert "\nName=org.aptostree1\n" in shipped and "\nExec=/usr/bin/apt-ostreed\n" in shipped
+    service = system_bus.services / ACTIVATION.name
+    service.write_text(shipped.replace(
+        "Exec=/usr/bin/apt-ostreed",
+        f"Exec=/bin/sh -c 'exec {DAEMON} --sysroot {sysroot} --config {config} --debug >>{log} 2>&1'"))
+    system_bus.reload_config()
     try:
         started = time.monotonic()
-        daemon.start()
-        assert daemon.proc is not None
-        assert daemon.proc.wait(timeout=15) == 0, daemon.log_text()
+        assert "State: idle\n" in ok(system_bus.aot("status")).stdout  # the stdlib-only client activates
+        first = system_bus.owner_pid(BUS_NAME)
+        wait_for("apt-ostreed to exit when idle", lambda: not system_bus.has_owner(BUS_NAME), timeout=15)
         assert 3 <= time.monotonic() - started < 10
-        assert "idle for 3s: exiting" in daemon.log_text()
-        wait_for("the name to be released", lambda: not system_bus.has_owner(BUS_NAME))
-        # No daemon (and no activation on this bus): one clear line, exit 1.
-        for args in (["status"], ["status", "--json"], ["install", "aot-layer"], ["transaction", "watch"]):
-            proc = system_bus.aot(*args)
-            assert proc.returncode == 1, proc
-            assert proc.stderr == ("error: apt-ostreed is not running and cannot be activated\n"
-                                   "hint: start apt-ostreed, or use --sysroot DIR\n"), proc.stderr
-        # Not while a transaction runs (about 6 s here), even with nobody watching it.
-        daemon.start()
+        wait_for("apt-ostreed to end", lambda: not pid_alive(first))
+        assert "idle for 3s: exiting" in log.read_text()
+        # Activated again by a transaction, and not leaving while it runs (about 6 s), with
+        # nobody watching it.
         txn = object_path(ok(system_bus.gdbus(OS_PATH, "org.aptostree1.OS.Install", "['aot-layer-slow']",
                                               "{}")).stdout)
         ok(system_bus.gdbus(txn, "org.aptostree1.Transaction.Start"))
         started = time.monotonic()
-        assert daemon.proc.wait(timeout=30) == 0
-        assert time.monotonic() - started > 5, daemon.log_text()
-        assert "transaction 1 finished: exit 0" in daemon.log_text()
+        assert system_bus.owner_pid(BUS_NAME) != first
+        wait_for("apt-ostreed to exit after the transaction", lambda: not system_bus.has_owner(BUS_NAME),
+                 timeout=40)
+        assert time.monotonic() - started > 5, log.read_text()
+        assert "transaction 1 finished: exit 0" in log.read_text()
         status = json.loads(ok(system_bus.run([*CLI, "--sysroot", str(sysroot), "status", "--json"])).stdout)
         assert status["deployments"][0]["requested-packages"] == ["aot-layer-slow"]
     finally:
-        daemon.stop()
+        service.unlink()
+        system_bus.reload_config()
+        if system_bus.has_owner(BUS_NAME):
+            os.kill(system_bus.owner_pid(BUS_NAME), signal.SIGTERM)
+    # Neither running nor activatable: one clear line, exit 1.
+    for args in (["status"], ["status", "--json"], ["install", "aot-layer"], ["transaction", "watch"]):
+        proc = system_bus.aot(*args)
+        assert proc.returncode == 1, proc
+        assert proc.stderr == ("error: apt-ostreed is not running and cannot be activated\n"
+                               "hint: start apt-ostreed, or use --sysroot DIR\n"), proc.stderr
