@@ -109,6 +109,18 @@ def test_status_through_daemon_is_direct_status(system_bus: SystemBus, daemon: D
     assert full.stdout == via_daemon.stdout
 
 
+def test_progress_on_a_terminal(system_bus: SystemBus, daemon: Daemon) -> None:
+    """On a terminal the task line is rewritten in place: '[N] title...', then 'title... done'."""
+    proc = subprocess.run(["script", "-qec", f"{CLI[0]} install -C aot-layer-dep", "/dev/null"],
+                          capture_output=True, env=system_bus.env, stdin=subprocess.DEVNULL, timeout=120)
+    out = proc.stdout.decode().replace("\r\n", "\n")  # the terminal's newlines; the bare \r remain
+    assert proc.returncode == 0, out
+    assert re.search(r"\r\x1b\[K\[1\] Resolving packages\.\.\."
+                     r"\r\x1b\[KResolving packages\.\.\. done \(\d+\.\ds\)\n", out), repr(out)
+    assert "\r\x1b[K[4] Committing the layered tree...\r\x1b[KCommitting the layered tree... done (" in out
+    assert "Installed: aot-layer-dep 1.0\n" in out
+
+
 def test_status_shows_the_running_transaction(system_bus: SystemBus, daemon: Daemon) -> None:
     client = system_bus.popen([*CLI, "install", "-C", "aot-layer-slow"], stderr=subprocess.PIPE)
     assert client.stderr is not None
