@@ -13,6 +13,7 @@ CLI = [str(Path(__file__).resolve().parents[2] / ".venv/bin/apt-ostree")]
 ENV = {**os.environ, "OSTREE_SYSROOT_DEBUG": "mutable-deployments"}
 REF = "test/layering"
 MARKER = "appended-in-place-by-aot-layer"
+HOST_MARKER = "/var/lib/aot-host-marker"  # created on the host by a test
 
 LAYER_PACKAGES = [
     DebSpec("aot-layer-dep", files={"/usr/share/aot-layer-dep/data": "dep\n"}),
@@ -35,6 +36,13 @@ LAYER_PACKAGES = [
     DebSpec("aot-adduser", depends=("adduser",),
             scripts={"postinst": "#!/bin/sh\nset -e\n"
                                  "adduser --system --group --no-create-home --quiet aotsvc\n"}),
+    # Reports what its maintainer script can see: network interfaces, a host file.
+    DebSpec("aot-probe", scripts={"postinst": "#!/bin/sh\nset -e\nmkdir -p /usr/share/aot-probe\n"
+                                              "{ echo \"interfaces: $(tail -n +3 /proc/net/dev | cut -d: -f1"
+                                              " | tr -d ' ' | tr '\\n' ' ')\"\n"
+                                              f"  if [ -e {HOST_MARKER} ]; then echo host-visible;"
+                                              " else echo host-hidden; fi\n"
+                                              "} > /usr/share/aot-probe/report\n"}),
 ]
 BASE_PACKAGES = ["aot-base-extra", "aot-base-user"]
 

@@ -15,7 +15,7 @@ import pytest
 from testlib.compose import ComposedTree
 from testlib.debs import DebSpec, FlatRepo, build_deb, build_flat_repo
 
-from .lib import REF, cli, deploy_dir, deployments, dpkg_versions, ostree
+from .lib import HOST_MARKER, REF, cli, deploy_dir, deployments, dpkg_versions, ostree
 
 pytestmark = [pytest.mark.root, pytest.mark.network]
 
@@ -198,3 +198,15 @@ def test_upgrade_and_rebase_take_install_and_uninstall(sysroot: Path, layer_tree
     assert d["requested-packages"] == ["aot-layer-dep"]
     versions = dpkg_versions(deploy_dir(sysroot, d))
     assert "aot-layer-dep" in versions and "aot-layer" not in versions
+
+
+def test_maintainer_scripts_see_no_network_and_no_host(sysroot: Path) -> None:
+    marker = Path(HOST_MARKER)
+    marker.write_text("on the host\n")
+    try:
+        ok(cli(sysroot, "install", "aot-probe"))
+    finally:
+        marker.unlink()
+    report = (deploy_dir(sysroot, deployments(sysroot)[0]) / "usr/share/aot-probe/report").read_text()
+    assert report.splitlines()[0].split() == ["interfaces:", "lo"], report
+    assert report.splitlines()[1] == "host-hidden", report
