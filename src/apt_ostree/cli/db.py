@@ -131,18 +131,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
         return 0
     print(f"ostree diff commit from: {from_label} ({old_sum})")
     print(f"ostree diff commit to:   {to_label} ({new_sum})")
-    if diff.is_empty():
-        print("No package changes.")
-    for title, changes in (("Upgraded", diff.upgraded), ("Downgraded", diff.downgraded)):
-        if changes:
-            print(f"{title}:")
-            for c in changes:
-                print(f"  {c.name} {c.old} -> {c.new}")
-    for title, pkgs in (("Removed", diff.removed), ("Added", diff.added)):
-        if pkgs:
-            print(f"{title}:")
-            for p in pkgs:
-                print(f"  {p.name} {p.version} {p.architecture}")
+    from .sysroot import print_diff
+
+    print_diff(diff, architectures=True)
     return 0
 
 

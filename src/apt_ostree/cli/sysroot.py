@@ -17,7 +17,8 @@ def open_sysroot(args: argparse.Namespace) -> Sysroot:
     return Sysroot.open(args.sysroot or "/")
 
 
-def print_diff(diff: PackageDiff) -> None:
+def print_diff(diff: PackageDiff, *, architectures: bool = False) -> None:
+    """A package diff as rpm-ostree prints it (also used by ``db diff``)."""
     if diff.is_empty():
         print("No package changes.")
     for title, changes in (("Upgraded", diff.upgraded), ("Downgraded", diff.downgraded)):
@@ -29,7 +30,7 @@ def print_diff(diff: PackageDiff) -> None:
         if pkgs:
             print(f"{title}:")
             for p in pkgs:
-                print(f"  {p.name} {p.version}")
+                print(f"  {p.name} {p.version}" + (f" {p.architecture}" if architectures else ""))
 
 
 def cmd_status(args: argparse.Namespace) -> int:

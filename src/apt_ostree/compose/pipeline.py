@@ -104,17 +104,23 @@ def work_directory(workdir: Path | None) -> Iterator[Path]:
             log.warning("%s", e)
 
 
+def update_and_resolve(treefile: Treefile, opts: ComposeOptions, locked: Sequence[Package],
+                       reporter: Reporter) -> tuple[backend.AptRoot, list[Package]]:
+    """The first steps of every compose: refresh the lists (unless -C), resolve."""
+    apt_root = apt_root_for(treefile, opts.cachedir)
+    if not opts.cache_only:
+        with reporter.task("Updating package lists"):
+            backend.update(apt_root)
+    with reporter.task("Resolving packages"):
+        return apt_root, resolve_packages(treefile, apt_root, locked)
+
+
 def install(treefile: Treefile, dest: Path, opts: ComposeOptions,
             reporter: Reporter) -> list[Package]:
     """Resolve, fetch and install the treefile's packages into ``dest``."""
     locked = lockfile.read_lockfile(opts.lockfile) if opts.lockfile else ()
     with cache_lock(opts.cachedir, reporter):
-        apt_root = apt_root_for(treefile, opts.cachedir)
-        if not opts.cache_only:
-            with reporter.task("Updating package lists"):
-                backend.update(apt_root)
-        with reporter.task("Resolving packages"):
-            packages = resolve_packages(treefile, apt_root, locked)
+        apt_root, packages = update_and_resolve(treefile, opts, locked, reporter)
         with reporter.task(f"Fetching {len(packages)} packages"):
             files = backend.fetch(apt_root, packages)
         with reporter.task("Building the root filesystem"):
@@ -183,12 +189,7 @@ def compose_tree(treefile: Treefile, opts: ComposeOptions,
     locked = lockfile.read_lockfile(opts.lockfile) if opts.lockfile else ()
     with ExitStack() as stack:
         release_cache = stack.enter_context(cache_lock(opts.cachedir, reporter))
-        apt_root = apt_root_for(treefile, opts.cachedir)
-        if not opts.cache_only:
-            with reporter.task("Updating package lists"):
-                backend.update(apt_root)
-        with reporter.task("Resolving packages"):
-            packages = resolve_packages(treefile, apt_root, locked)
+        apt_root, packages = update_and_resolve(treefile, opts, locked, reporter)
         inputhash = metadata.input_hash(treefile, packages)
         if opts.write_lockfile_to:
             try:
