@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from deploy.lib import AdminDeployment, admin_status, boot_entries, deployment_dir, fsck
-from layer.lib import CLI
+from layer.lib import CLI, dpkg_versions
 
 from .conftest import write_config
 from .lib import (
@@ -45,8 +45,10 @@ def ids(deployments: list[AdminDeployment]) -> list[tuple[str, str, int]]:
     return [(d.osname, d.checksum, d.serial) for d in deployments]
 
 
-def check_old_or_new(bus: SystemBus, sysroot: Path, before: list[AdminDeployment], package: str) -> str:
-    """'old' (exactly the deployments of before) or 'new' (a complete new deployment on top)."""
+def check_old_or_new(bus: SystemBus, sysroot: Path, before: list[AdminDeployment],
+                     requested: list[str]) -> str:
+    """'old' (exactly the deployments of ``before``) or 'new' (a complete new deployment on top,
+    requesting ``requested``, the older ones kept in order)."""
     fsck(sysroot)
     after = admin_status(sysroot)
     entries = boot_entries(sysroot)
@@ -57,57 +59,79 @@ def check_old_or_new(bus: SystemBus, sysroot: Path, before: list[AdminDeployment
     assert [(d["osname"], d["checksum"], d["serial"]) for d in ours["deployments"]] == ids(after)
     if ids(after) == ids(before):
         return "old"
-    assert ids(after)[1:] == ids(before), (ids(before), ids(after))
-    assert ours["deployments"][0]["requested-packages"] == [package]
-    assert (deployment_dir(sysroot, after[0]) / f"usr/share/{package}/data").is_file()
+    assert ids(after)[0] not in ids(before) and ids(after)[1:] == ids(before)[:len(after) - 1], \
+        (ids(before), ids(after))
+    assert sorted(ours["deployments"][0]["requested-packages"]) == sorted(requested)
+    installed = dpkg_versions(deployment_dir(sysroot, after[0]))
+    assert all(package in installed for package in requested), installed
     return "new"
 
 
-# Seconds after Start, or the progress line after which the daemon is killed.
-@pytest.mark.parametrize("point", [0.3, 1.0, 2.0, "Installing", r"Deploying \w+\.\.\.$", "Deploying .* done"],
-                         ids=["0.3s", "1s", "2s", "installing", "deploying", "deployed"])
-def test_kill_9_in_the_middle(system_bus: SystemBus, make_sysroot: Callable[..., Path], tmp_path: Path,
-                              point: float | str) -> None:
-    # Killed by time: a sysroot without lists or checkout, so the early steps take a while.
-    warm = isinstance(point, str)
-    sysroot = make_sysroot("sysroot", warm=warm)
+def kill_during_install(bus: SystemBus, daemon: Daemon, package: str, point: float | str,
+                        requested: list[str]) -> str:
+    """Start apt-ostreed, ``install PACKAGE`` through it, ``kill -9`` it at ``point`` (seconds
+    after Start, or the progress line to wait for) and check what is left: 'old' or 'new'."""
+    sysroot = daemon.sysroot
+    daemon.start()
+    before = admin_status(sysroot)
+    if isinstance(point, float):
+        txn = object_path(ok(bus.gdbus(OS_PATH, "org.aptostree1.OS.Install", f"['{package}']", "{}")).stdout)
+        ok(bus.gdbus(txn, "org.aptostree1.Transaction.Start"))
+        time.sleep(point)
+        assert children_of_sysroot(sysroot), "the transaction is not running"
+        daemon.kill(signal.SIGKILL)
+    else:
+        client = bus.popen([*CLI, "install", "-C", package], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        seen: list[str] = []
+        assert client.stderr is not None and wait_line(client.stderr, point, seen), "".join(seen)
+        # The layering overlay is not mounted where the host sees it.
+        assert mounts_under(sysroot) == []
+        daemon.kill(signal.SIGKILL)
+        _, err = client.communicate(timeout=30)
+        assert client.returncode == 1, "".join(seen) + err
+        assert err.splitlines()[-1] == "error: apt-ostreed exited during the transaction", err
+    # The transaction's process (and its sandbox) died with the daemon; no mount is left.
+    wait_for("the transaction's processes to end", lambda: not children_of_sysroot(sysroot), timeout=10)
+    assert mounts_under(sysroot) == []
+    return check_old_or_new(bus, sysroot, before, [*requested, package])
+
+
+def test_kill_9_at_several_times(system_bus: SystemBus, make_sysroot: Callable[..., Path],
+                                 tmp_path: Path) -> None:
+    """Early on (starting, checking out the base, downloading the lists), one after the other on a
+    sysroot that starts without lists or checkout: each run finds what the last one left."""
+    sysroot = make_sysroot("sysroot", warm=False)
     daemon = Daemon(system_bus, sysroot, write_config(tmp_path / "apt-ostreed.conf", 0), tmp_path / "log")
     try:
+        for seconds in (0.3, 1.0, 2.0):
+            # The postinst alone takes 3 s: nothing can be deployed yet.
+            assert kill_during_install(system_bus, daemon, "aot-layer-slow", seconds, []) == "old", seconds
         daemon.start()
         before = admin_status(sysroot)
-        if isinstance(point, float):
-            txn = object_path(ok(system_bus.gdbus(OS_PATH, "org.aptostree1.OS.Install", "['aot-layer-slow']",
-                                                  "{}")).stdout)
-            ok(system_bus.gdbus(txn, "org.aptostree1.Transaction.Start"))
-            time.sleep(point)
-            assert children_of_sysroot(sysroot), "the transaction is not running"
-            daemon.kill(signal.SIGKILL)
-        else:
-            client = system_bus.popen([*CLI, "install", "-C", "aot-layer-slow"], stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE)
-            seen: list[str] = []
-            assert client.stderr is not None and wait_line(client.stderr, point, seen), "".join(seen)
-            # The layering overlay is not mounted where the host sees it.
-            assert mounts_under(sysroot) == []
-            daemon.kill(signal.SIGKILL)
-            _, err = client.communicate(timeout=30)
-            assert client.returncode == 1, "".join(seen) + err
-            assert err.splitlines()[-1] == "error: apt-ostreed exited during the transaction", err
-        # The transaction's process (and its sandbox) died with the daemon; no mount is left.
-        wait_for("the transaction's processes to end", lambda: not children_of_sysroot(sysroot), timeout=10)
-        assert mounts_under(sysroot) == []
-        outcome = check_old_or_new(system_bus, sysroot, before, "aot-layer-slow")
-        if point == 0.3:
-            assert outcome == "old"
-        elif point == "Deploying .* done":
-            assert outcome == "new"
+        proc = system_bus.aot("install", "aot-layer-dep")
+        assert proc.returncode == 0, f"{proc.stderr}\n{daemon.log_text()}"
+        assert check_old_or_new(system_bus, sysroot, before, ["aot-layer-dep"]) == "new"
+    finally:
+        daemon.stop()
+
+
+def test_kill_9_at_several_steps(system_bus: SystemBus, sysroot: Path, tmp_path: Path) -> None:
+    """While the maintainer script runs, as the deployment starts, right after it."""
+    daemon = Daemon(system_bus, sysroot, write_config(tmp_path / "apt-ostreed.conf", 0), tmp_path / "log")
+    requested: list[str] = []
+    try:
+        for point, package in (("Installing", "aot-layer-slow"), (r"Deploying \w+\.\.\.$", "aot-layer-slow"),
+                               ("Deploying .* done", "aot-layer-dep")):
+            outcome = kill_during_install(system_bus, daemon, package, point, requested)
+            assert outcome == ("old" if point == "Installing" else "new" if "done" in point else outcome)
+            if outcome == "new":
+                requested.append(package)
         # A new daemon runs the next transaction.
         daemon.start()
-        proc = system_bus.aot("install", *(["-C"] if warm else []), "aot-layer-dep")
+        before = admin_status(sysroot)
+        proc = system_bus.aot("install", "-C", "aot-layer")
         assert proc.returncode == 0, f"{proc.stderr}\n{daemon.log_text()}"
-        status = json.loads(ok(system_bus.aot("status", "--json")).stdout)
-        requested = sorted(status["deployments"][0]["requested-packages"])
-        assert requested == (["aot-layer-dep", "aot-layer-slow"] if outcome == "new" else ["aot-layer-dep"])
+        assert check_old_or_new(system_bus, sysroot, before, [*requested, "aot-layer"]) == "new"
     finally:
         daemon.stop()
 
