@@ -101,13 +101,16 @@ class Transaction:
             return
         self.state = State.RUNNING
         env = {**os.environ, PROGRESS_ENV: "json", "LC_ALL": "C.UTF-8"}
-        cmd = [sys.executable, "-m", "apt_ostree", "--sysroot", self.sysroot, *self.argv]
+        cmd = self.command()
         log.info("transaction %d (%s) for %s: %s", self.number, self.title, self.initiator, cmd)
 
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True, env=env,
                                       preexec_fn=_child_setup(os.getpid()), cwd="/")
         threading.Thread(target=self._watch, name=f"transaction-{self.number}", daemon=True).start()
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "apt_ostree", "--sysroot", self.sysroot, *self.argv]
 
     def cancel(self) -> None:
         self.cancel_requested = True
@@ -121,6 +124,13 @@ class Transaction:
         proc = self._proc
         assert proc is not None and proc.stderr is not None and proc.stdout is not None
         errors: list[str] = []
+        # stdout is read meanwhile: a command that prints more than a pipe holds
+        # before it closes stderr would otherwise wait for us forever.
+        output: list[str] = []
+        stdout = proc.stdout
+        reader = threading.Thread(target=lambda: output.append(stdout.read()),
+                                  name=f"transaction-{self.number}-stdout", daemon=True)
+        reader.start()
         for line in proc.stderr:
             line = line.rstrip("\n")
             try:
@@ -140,9 +150,9 @@ class Transaction:
                     continue
                 event = {"message": line}
             GLib.idle_add(self._event, event)
-        output = proc.stdout.read()
+        reader.join()
         code = proc.wait()
-        GLib.idle_add(self._finish, self._result(code, errors, output))
+        GLib.idle_add(self._finish, self._result(code, errors, "".join(output)))
 
     def _result(self, code: int, errors: list[str], output: str) -> Result:
         if code < 0:  # killed by a signal before it could say anything

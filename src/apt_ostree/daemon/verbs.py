@@ -125,11 +125,10 @@ def argv_for(verb: Verb, positional: Any, options: Mapping[str, Any]) -> list[st
             continue
         if kind is Kind.FLAG:
             argv.append(f"--{key}")
-        elif kind is Kind.STRINGS:
-            for item in value:
-                argv += [f"--{key}", str(item)]
+        elif kind is Kind.STRINGS:  # --key=VALUE: a value may start with '-'
+            argv += [f"--{key}={item}" for item in value]
         else:
-            argv += [f"--{key}", str(value)]
+            argv.append(f"--{key}={value}")
     if verb.positional is not None:
         if verb.positional_kind is Kind.STRINGS:
             argv += ["--", *[str(v) for v in positional or []]]
