@@ -6,7 +6,7 @@
   ``polkitd`` (which drops to its own user) and the tests' unprivileged
   clients connect to it too.  polkitd runs on it with the shipped actions file
   installed under /usr/share/polkit-1/actions (polkitd only knows installed
-  actions; the file is put back as it was at the end).
+  actions).
 - ``sysroot``: a directory sysroot on ``layer_tree``: a hardlinked copy
   (``cp -al``) of one made once with ``apt-ostree admin init`` (and warmed with
   a dry-run install: package lists, base checkout).  libostree and the
@@ -54,16 +54,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(scope="session")
-def polkit_actions() -> Iterator[None]:
-    """The shipped polkit actions, installed for the session's polkitd."""
-    before = INSTALLED_POLICY.read_bytes() if INSTALLED_POLICY.exists() else None
-    if before != POLICY.read_bytes():
-        shutil.copyfile(POLICY, INSTALLED_POLICY)
-    yield
-    if before is None:
-        INSTALLED_POLICY.unlink(missing_ok=True)
-    elif before != INSTALLED_POLICY.read_bytes():
-        INSTALLED_POLICY.write_bytes(before)
+def polkit_actions() -> None:
+    """The shipped polkit actions, installed for the session's polkitd.
+
+    Left in place afterwards: another test session (another worktree) may be using it.
+    """
+    if not INSTALLED_POLICY.exists() or INSTALLED_POLICY.read_bytes() != POLICY.read_bytes():
+        tmp = INSTALLED_POLICY.with_name(f".{POLICY.name}.{os.getpid()}")
+        shutil.copyfile(POLICY, tmp)
+        tmp.replace(INSTALLED_POLICY)
 
 
 @pytest.fixture(scope="session")
