@@ -60,6 +60,8 @@ def test_root_transactions_match_direct_mode(system_bus: SystemBus, daemon: Daem
         (("install", "-C", "aot-layer-fail"), 1),   # failing postinst: a multi-line error
         (("upgrade",), 0),                          # a new base is published first
         (("rollback",), 0),
+        (("kargs", "--append=quiet", "--append=-x=1"), 0),  # a value that looks like an option
+        (("kargs", "--append-if-missing=quiet"), 77),
     ]
     try:
         for args, code in steps:
@@ -77,16 +79,18 @@ def test_root_transactions_match_direct_mode(system_bus: SystemBus, daemon: Daem
             if args == ("install", "aot-layer"):
                 assert "Resolving packages...\n" in via_daemon.stderr
                 assert re.search(r"^Installing 2 packages\.\.\. done \(\d+\.\ds\)$", via_daemon.stderr, re.M)
+            if args == ("upgrade",) and code == 0:  # re-layered on the new base
+                new = json.loads(ok(system_bus.aot("status", "--json")).stdout)["deployments"][0]
+                assert (new["base-checksum"], new["requested-packages"]) == (v2, ["aot-layer"])
             if code == 1:
                 errors = [line for line in via_daemon.stderr.splitlines() if line.startswith("error:")]
                 assert len(errors) == 1, via_daemon.stderr
     finally:
         ostree(f"--repo={layer_tree.repo}", "reset", REF, layer_tree.commit)
     ours, theirs = admin_status(sysroot), admin_status(other)
-    assert [d.props.get("Version") for d in ours] == [d.props.get("Version") for d in theirs] == ["1", "2"]
-    status = json.loads(ok(system_bus.aot("status", "--json")).stdout)
-    assert status["deployments"][1]["base-checksum"] == v2
-    assert status["deployments"][1]["requested-packages"] == ["aot-layer"]
+    assert [d.props.get("Version") for d in ours] == [d.props.get("Version") for d in theirs]
+    deployments = json.loads(ok(system_bus.aot("status", "--json")).stdout)["deployments"]
+    assert deployments[0]["kernel-arguments"][-2:] == ["quiet", "-x=1"]
     fsck(sysroot)
 
 
