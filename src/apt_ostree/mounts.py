@@ -31,6 +31,12 @@ def _umount(target: Path) -> None:
         _libc.umount2(os.fsencode(target), MNT_DETACH)
 
 
+def unmount_if_mounted(target: Path) -> None:
+    """Detach whatever is mounted at ``target`` (left by a killed process)."""
+    if target.is_dir() and os.path.ismount(target):
+        _umount(target)
+
+
 @contextmanager
 def overlay(lower: Path, upper: Path, work: Path, merged: Path) -> Iterator[Path]:
     """Mount ``lower`` (read-only) + ``upper`` (the changes) at ``merged``."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -27,12 +27,8 @@ class Verb:
     argv: tuple[str, ...]             # the command line it runs ("override", "remove")
     positional: str | None = None     # option key carrying the positional argument(s)
     positional_kind: Kind = Kind.STRINGS
-    options: Mapping[str, Kind] = None  # type: ignore[assignment]
+    options: Mapping[str, Kind] = field(default_factory=dict)
     polkit_action: str = ""
-
-    def __post_init__(self) -> None:
-        if self.options is None:
-            object.__setattr__(self, "options", {})
 
 
 LAYER = {"dry-run": Kind.FLAG, "cache-only": Kind.FLAG, "assumeyes": Kind.FLAG}

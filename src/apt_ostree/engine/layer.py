@@ -30,7 +30,7 @@ from ..compose.layout import STATE_PATHS
 from ..compose.metadata import build_timestamp, packages_variant
 from ..compose.treefile import host_sources
 from ..errors import AptOstreeError, NothingChanged
-from ..mounts import overlay
+from ..mounts import overlay, unmount_if_mounted
 from ..ostree import Deployment, Sysroot
 from ..ostree.layer import checkout, commit_layer
 from ..progress import NullReporter, Reporter
@@ -132,8 +132,7 @@ def base_checkout(sysroot: Sysroot, base: str, reporter: Reporter) -> Path:
 
 
 def tmp_trash(sysroot: Sysroot) -> Path:
-    trash = Path(tempfile.mkdtemp(prefix="trash.", dir=(sysroot.path / CLIENT_TMP).resolve()))
-    return trash
+    return Path(tempfile.mkdtemp(prefix="trash.", dir=(sysroot.path / CLIENT_TMP).resolve()))
 
 
 def drop_checkouts(sysroot: Sysroot) -> bool:
@@ -164,6 +163,8 @@ def build_layered_commit(sysroot: Sysroot, base: str, request: LayerRequest, *,
     tmp_root = (sysroot.path / CLIENT_TMP).resolve()
     tmp_root.mkdir(parents=True, exist_ok=True)
     for stale in tmp_root.glob("layer.*"):  # left by an interrupted run; we hold the lock
+        # A killed run may have left its overlay mounted: never delete through it.
+        unmount_if_mounted(stale / "merged")
         shutil.rmtree(stale, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix="layer.", dir=tmp_root))
     try:
