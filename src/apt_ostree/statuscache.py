@@ -14,7 +14,7 @@ import marshal
 import os
 
 CACHE = "ostree/apt-ostree/status.cache"
-VERSION = 1
+VERSION = 2
 
 
 def _stamp(path: str) -> list[object]:
@@ -41,6 +41,14 @@ def cache_key(sysroot: str | os.PathLike[str]) -> list[object]:
     parts += [_stamp(os.path.join(root, p)) for p in ("boot/loader", "ostree/boot.0", "ostree/boot.1")]
     parts += [_stamp("/run/ostree/staged-deployment"), os.path.exists("/run/ostree-booted"),
               _read("/proc/cmdline")]
+    # Booted: unlocked /usr and live updates (state files in /run).
+    for state_dir in ("/run/ostree/deployment-state", "/run/apt-ostree/live"):
+        try:
+            names = sorted(os.listdir(state_dir))
+        except OSError:
+            names = []
+        parts.append(_stamp(state_dir))
+        parts += [_stamp(os.path.join(state_dir, n)) for n in names]
     deploy = os.path.join(root, "ostree/deploy")
     try:
         for name in sorted(os.listdir(deploy)):

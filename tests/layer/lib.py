@@ -26,6 +26,10 @@ LAYER_PACKAGES = [
     # A slow build step (the daemon tests cancel and kill transactions during it).
     DebSpec("aot-layer-slow", files={"/usr/share/aot-layer-slow/data": "slow\n"},
             scripts={"postinst": "#!/bin/sh\nsleep 3\n"}),
+    # Adds files only (a program, a default config file, /var content): apply-live material.
+    DebSpec("aot-live", files={"/usr/bin/aot-live": DebFile("#!/bin/sh\necho live-ok\n", 0o755),
+                               "/etc/aot-live.conf": "mode=default\n",
+                               "/var/lib/aot-live/seed": "seed\n"}),
     # In the base tree: a leaf, and a library with a user.
     DebSpec("aot-base-extra", version="1.0", files={"/usr/share/aot-base-extra/v": "1.0\n"}),
     DebSpec("aot-base-extra", version="1.5", files={"/usr/share/aot-base-extra/v": "1.5\n"}),

@@ -44,15 +44,32 @@ def _run(args: argparse.Namespace, change: LayeringChange) -> int:
     elif download_only:
         print("Packages downloaded; nothing deployed.")
     else:
-        print(f"Deployed {result.checksum} as the new default; "
-              "reboot into it, or 'apt-ostree rollback' to undo.")
+        sysroot = open_sysroot(args)
+        if any(d.staged for d in sysroot.deployments()):
+            print(f"Staged {result.checksum}: it becomes the default at the next reboot "
+                  "('apt-ostree cleanup -p' drops it).")
+        else:
+            print(f"Deployed {result.checksum} as the new default; "
+                  "reboot into it, or 'apt-ostree rollback' to undo.")
     return 0
 
 
 def cmd_install(args: argparse.Namespace) -> int:
     from ..engine.layer import LayeringChange
 
-    return _run(args, LayeringChange(install=tuple(args.packages)))
+    if args.apply_live and (args.dry_run or args.download_only):
+        from ..errors import UsageError
+        raise UsageError("install: --apply-live deploys; it excludes --dry-run and --download-only")
+    if args.apply_live:
+        from ..engine.live import booted_deployment
+
+        booted_deployment(open_sysroot(args), "install --apply-live")  # fail before any work
+    code = _run(args, LayeringChange(install=tuple(args.packages)))
+    if args.apply_live:
+        from .live import run_apply_live
+
+        return run_apply_live(args)
+    return code
 
 
 def cmd_uninstall(args: argparse.Namespace) -> int:
@@ -122,6 +139,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--allow-inactive", action="store_true",
                    help="record the request even if the base already has the package")
     p.add_argument("--download-only", action="store_true", help="only download the packages")
+    p.add_argument("-A", "--apply-live", action="store_true",
+                   help="also apply the new deployment to the running system (see apply-live)")
     p.set_defaults(func=cmd_install)
 
     p = sub.add_parser("uninstall", help="remove layered packages (a new deployment)")

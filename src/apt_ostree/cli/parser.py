@@ -15,7 +15,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    from . import compose, db, packages, sysroot
+    from . import compose, db, live, packages, sysroot
 
     parser = Parser(
         prog="apt-ostree",
@@ -31,4 +31,5 @@ def build_parser() -> argparse.ArgumentParser:
     db.register(sub)
     sysroot.register(sub)
     packages.register(sub)
+    live.register(sub)
     return parser

@@ -43,8 +43,12 @@ def print_status(data: dict, *, as_json: bool, verbose: bool, booted_only: bool,
             rows.append(("Origin", d["origin"]))
             rows.append(("Id", d["id"]))
             rows.append(("Kernel args", " ".join(d["kernel-arguments"]) or "-"))
-            if d["unlocked"] != "none":
-                rows.append(("Unlocked", d["unlocked"]))
+        if d["unlocked"] != "none":
+            rows.append(("Unlocked", d["unlocked"]))
+        if d.get("live-replaced"):
+            rows.append(("LiveCommit", d["live-replaced"]))
+        if d.get("live-inprogress"):
+            rows.append(("LiveInterrupted", f"{d['live-inprogress']} (run apply-live again)"))
         for key, title, sep in (("base-removals", "RemovedBasePackages", " "),
                                 ("base-local-replacements", "ReplacedBasePackages", ", "),
                                 ("packages", "LayeredPackages", " "),

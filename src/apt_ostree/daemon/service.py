@@ -347,7 +347,7 @@ class Daemon:
                        f"({active.path}); watch it with 'apt-ostree transaction watch'")
         self.counter += 1
         txn = Transaction(self.counter, describe(verb, positional), caller, argv, str(self.sysroot),
-                          on_event=self._on_event, on_finished=self._on_finished)
+                          on_event=self._on_event, on_finished=self._on_finished, live=verb.live)
         iface = TransactionInterface(self, txn)
         self.bus.publish_object(txn.path, iface)
         self.transactions[txn.number] = (txn, iface)

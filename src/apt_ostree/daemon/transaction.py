@@ -37,7 +37,7 @@ CLONE_NEWNS = 0x00020000
 MS_REC, MS_SLAVE = 0x4000, 0x80000
 
 
-def _child_setup(daemon_pid: int) -> Callable[[], None]:
+def _child_setup(daemon_pid: int, own_namespace: bool = True) -> Callable[[], None]:
     """In the child, before exec: die with the daemon, and mount in a namespace of its own.
 
     Whatever the child mounts (the layering overlay) lives in that namespace and
@@ -51,7 +51,7 @@ def _child_setup(daemon_pid: int) -> Callable[[], None]:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != daemon_pid:  # the daemon died before prctl took effect
             os._exit(1)
-        if libc.unshare(CLONE_NEWNS) == 0:
+        if own_namespace and libc.unshare(CLONE_NEWNS) == 0:
             libc.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None)
         # A cancel (SIGTERM) that comes before the command reports progress stays
         # pending until its reporter takes it (progress.JsonLinesReporter); a command
@@ -90,6 +90,7 @@ class Transaction:
     tasks_done: int = 0
     result: Result | None = None
     cancel_requested: bool = False
+    live: bool = False                         # mounts in the system's namespace (verbs.Verb.live)
     _proc: subprocess.Popen[str] | None = None
 
     @property
@@ -106,7 +107,8 @@ class Transaction:
 
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True, env=env,
-                                      preexec_fn=_child_setup(os.getpid()), cwd="/")
+                                      preexec_fn=_child_setup(os.getpid(), not self.live),
+                                      cwd="/")
         threading.Thread(target=self._watch, name=f"transaction-{self.number}", daemon=True).start()
 
     def command(self) -> list[str]:

@@ -29,6 +29,9 @@ class Verb:
     positional_kind: Kind = Kind.STRINGS
     options: Mapping[str, Kind] = field(default_factory=dict)
     polkit_action: str = ""
+    # Changes the running system's mounts (/usr overlays): the transaction runs in
+    # the system's mount namespace, not in one of its own.
+    live: bool = False
 
 
 LAYER = {"dry-run": Kind.FLAG, "cache-only": Kind.FLAG, "assumeyes": Kind.FLAG}
@@ -52,6 +55,14 @@ VERBS: dict[str, Verb] = {v.method: v for v in (
     Verb("Install", ("install",), "packages", Kind.STRINGS,
          {**LAYER, "idempotent": Kind.FLAG, "allow-inactive": Kind.FLAG, "download-only": Kind.FLAG},
          "org.aptostree1.install-uninstall-packages"),
+    Verb("InstallApplyLive", ("install", "--apply-live"), "packages", Kind.STRINGS,
+         {**LAYER, "idempotent": Kind.FLAG, "allow-inactive": Kind.FLAG},
+         "org.aptostree1.apply-live", live=True),
+    Verb("ApplyLive", ("apply-live",), options={"target": Kind.STRING, "reset": Kind.FLAG,
+                                                "allow-replacement": Kind.FLAG},
+         polkit_action="org.aptostree1.apply-live", live=True),
+    Verb("Usroverlay", ("usroverlay",), options={"hotfix": Kind.FLAG},
+         polkit_action="org.aptostree1.usroverlay", live=True),
     Verb("Uninstall", ("uninstall",), "packages", Kind.STRINGS, {**LAYER, "all": Kind.FLAG},
          "org.aptostree1.install-uninstall-packages"),
     Verb("OverrideRemove", ("override", "remove"), "packages", Kind.STRINGS, LAYER,
@@ -72,6 +83,10 @@ def verb_for_args(args: argparse.Namespace) -> Verb | None:
     command = args.command
     if command == "override":
         command = f"override {args.override_command}"
+    elif command == "install" and getattr(args, "apply_live", False):
+        command = "install --apply-live"
+    elif command == "unlock":
+        command = "usroverlay"
     return BY_COMMAND.get(command)
 
 

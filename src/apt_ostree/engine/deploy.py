@@ -93,6 +93,17 @@ def current(sysroot: Sysroot) -> Deployment:
     return next((d for d in deployments if d.booted), deployments[0])
 
 
+def pending_or_current(sysroot: Sysroot) -> Deployment:
+    """The deployment a change builds on: the default one of the current OS.
+
+    On a booted system with a pending (staged) deployment that is the pending
+    one, so that ``install A`` then ``install B`` before a reboot deploys
+    both; /etc is still merged from the booted deployment.
+    """
+    cur = current(sysroot)
+    return next(d for d in sysroot.deployments() if d.osname == cur.osname)
+
+
 def read_origin(sysroot: Sysroot, d: Deployment) -> Origin:
     try:
         origin = Origin.from_keyfile(sysroot.origin(d.index))
@@ -174,13 +185,14 @@ def upgrade(sysroot: Sysroot, *, check: bool = False, preview: bool = False,
         require_root("upgrade")
     with sysroot.lock():
         cur = current(sysroot)
-        origin = read_origin(sysroot, cur)
+        start = pending_or_current(sysroot)
+        origin = read_origin(sysroot, start)
         repo = sysroot.repo()
         _pull(repo, origin, [origin.ref], reporter, commit_only=check or preview,
               timestamp_check=not allow_downgrade)
         new = repo.resolve(origin.refspec)
         assert new is not None
-        base = base_checksum(repo, cur.checksum)
+        base = base_checksum(repo, start.checksum)
         commit = repo.read_commit(new)
         new_origin = _with_packages(sysroot, origin.pinned_to(None), install, uninstall)
         if new == base and (check or preview or new_origin == origin):
@@ -231,12 +243,13 @@ def deploy_revision(sysroot: Sysroot, revision: str, reporter: Reporter | None =
     require_root("deploy")
     with sysroot.lock():
         cur = current(sysroot)
-        origin = read_origin(sysroot, cur)
+        start = pending_or_current(sysroot)
+        origin = read_origin(sysroot, start)
         repo = sysroot.repo()
         _pull(repo, origin, [origin.ref], reporter, commit_only=True, depth=-1)
         checksum = find_revision(repo, origin.refspec, revision)
         new_origin = _with_packages(sysroot, origin.pinned_to(checksum), install, uninstall)
-        if checksum == base_checksum(repo, cur.checksum) and cur.index == 0 \
+        if checksum == base_checksum(repo, start.checksum) \
                 and new_origin == origin.pinned_to(checksum):
             raise NothingChanged(f"{revision} ({checksum[:12]}) is already the default deployment")
         _pull(repo, origin, [checksum], reporter)
@@ -250,7 +263,7 @@ def rebase(sysroot: Sysroot, refspec: str, reporter: Reporter | None = None, *,
     require_root("rebase")
     with sysroot.lock():
         cur = current(sysroot)
-        origin = read_origin(sysroot, cur)
+        origin = read_origin(sysroot, pending_or_current(sysroot))
         remote, ref = split_refspec(refspec)
         if remote is None:
             remote = origin.remote
@@ -380,7 +393,7 @@ def apply_kargs(kargs: Sequence[str], change: KargsChange) -> list[str]:
 
 
 def current_kargs(sysroot: Sysroot) -> list[str]:
-    return [k for k in current(sysroot).kargs if not k.startswith("ostree=")]
+    return [k for k in pending_or_current(sysroot).kargs if not k.startswith("ostree=")]
 
 
 def kargs(sysroot: Sysroot, change: KargsChange, reporter: Reporter | None = None) -> list[str]:
@@ -393,8 +406,9 @@ def kargs(sysroot: Sysroot, change: KargsChange, reporter: Reporter | None = Non
         after = apply_kargs(before, change)
         if after == before:
             raise NothingChanged("No changes to the kernel arguments.")
-        origin = read_origin(sysroot, cur)
-        _deploy_new(sysroot, cur, cur.checksum, origin, reporter, kargs=after, relayer=False)
+        start = pending_or_current(sysroot)
+        origin = read_origin(sysroot, start)
+        _deploy_new(sysroot, cur, start.checksum, origin, reporter, kargs=after, relayer=False)
         return after
 
 

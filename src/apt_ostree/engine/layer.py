@@ -35,7 +35,7 @@ from ..ostree import Deployment, Sysroot
 from ..ostree.layer import checkout, commit_layer
 from ..progress import NullReporter, Reporter
 from ..run import run_detached
-from .deploy import base_checksum, current, read_origin, require_root
+from .deploy import base_checksum, current, pending_or_current, read_origin, require_root
 from .origin import Origin
 
 CLIENT_CACHE = "ostree/apt-ostree/cache"
@@ -458,9 +458,10 @@ def change_layering(sysroot: Sysroot, change: LayeringChange, *, idempotent: boo
         require_root("package changes")
     with sysroot.lock():
         cur = current(sysroot)
-        origin = read_origin(sysroot, cur)
+        start = pending_or_current(sysroot)
+        origin = read_origin(sysroot, start)
         repo = sysroot.repo()
-        base = base_checksum(repo, cur.checksum)
+        base = base_checksum(repo, start.checksum)
         from ..compose.metadata import packages_from_metadata
 
         base_names = {p.name for p in packages_from_metadata(repo.read_commit(base).metadata)} or None

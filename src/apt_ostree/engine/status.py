@@ -8,6 +8,7 @@ from .. import statuscache
 from ..compose.metadata import packages_from_metadata
 from ..errors import RepoError
 from ..ostree import Deployment, Repo, Sysroot
+from .live import read_state as read_live_state
 from .origin import Origin
 
 CLIENT_LAYER_KEY = "apt-ostree.clientlayer"
@@ -30,6 +31,7 @@ def deployment_json(sysroot: Sysroot, repo: Repo, d: Deployment, default: bool) 
             base_meta = repo.read_commit(base).metadata
         except RepoError:
             base_meta = {}
+    live = read_live_state(d) if d.booted else None
     base_pkgs = {p.name: p for p in packages_from_metadata(base_meta)}
     layered_commit = base != d.checksum
     own = {p.name: p for p in packages_from_metadata(meta)} if layered_commit else base_pkgs
@@ -54,6 +56,8 @@ def deployment_json(sysroot: Sysroot, repo: Repo, d: Deployment, default: bool) 
         "staged": d.staged,
         "pinned": d.pinned,
         "unlocked": d.unlocked,
+        "live-replaced": live.commit if live else None,
+        "live-inprogress": live.inprogress if live else None,
         "kernel-arguments": [k for k in d.kargs if not k.startswith("ostree=")],
         "requested-packages": list(origin.requested),
         "inactive-requests": inactive,

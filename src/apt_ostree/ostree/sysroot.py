@@ -1,7 +1,10 @@
 """Sysroots: deployments, origins, boot entries, the lock (libostree ``Sysroot``).
 
 Not booted (directory sysroots, image builds, tests): ``deploy_tree`` +
-``simple_write_deployment``.  Every mutation happens under the sysroot lock.
+``simple_write_deployment``.  Booted: ``stage_tree``; the staged deployment
+is finalized at shutdown by ostree-finalize-staged (which also carries /etc
+edits made after staging into it).  Every mutation happens under the
+sysroot lock.
 """
 
 from __future__ import annotations
@@ -168,14 +171,31 @@ class Sysroot:
     def new_origin(self, refspec: str) -> GLib.KeyFile:
         return self._sysroot.origin_new_from_refspec(refspec)
 
+    def booted(self) -> Deployment | None:
+        return next((d for d in self.deployments() if d.booted), None)
+
     def deploy(self, osname: str, checksum: str, origin: GLib.KeyFile, *,
                merge_index: int | None, kargs: Sequence[str] | None = None) -> None:
-        """Deploy ``checksum`` as the new default; the merge deployment stays as rollback."""
+        """Deploy ``checksum`` as the new default; the merge deployment stays as rollback.
+
+        On a booted system the new deployment is staged (it replaces an
+        earlier staged one) and becomes the default at shutdown.
+        """
         raw = self._raw_deployments()
         merge = raw[merge_index] if merge_index is not None else None
+        argv = list(kargs) if kargs is not None else None
+        booted = self._sysroot.get_booted_deployment()
+        if booted is not None and booted.get_osname() == osname:
+            try:
+                with _stdout_to_stderr():
+                    self._sysroot.stage_tree(osname, checksum, origin, merge, argv, None)
+            except GLib.Error as e:
+                raise SysrootError(f"cannot stage {checksum[:12]}: {e.message}") from e
+            finally:
+                self._sysroot.load(None)
+            return
         try:
-            _, new = self._sysroot.deploy_tree(osname, checksum, origin, merge,
-                                               list(kargs) if kargs is not None else None, None)
+            _, new = self._sysroot.deploy_tree(osname, checksum, origin, merge, argv, None)
             with _stdout_to_stderr():
                 self._sysroot.simple_write_deployment(
                     osname, new, merge, OSTree.SysrootSimpleWriteDeploymentFlags.NONE, None)
@@ -215,6 +235,17 @@ class Sysroot:
         except GLib.Error as e:
             raise SysrootError(f"cannot change the pin of deployment {index}: {e.message}") from e
         self._sysroot.load(None)
+
+    def unlock(self, index: int, state: OSTree.DeploymentUnlockedState) -> None:
+        """A writable overlay on the (booted) deployment's /usr (``ostree admin unlock``)."""
+        d = self._raw_deployments()[index]
+        try:
+            with _stdout_to_stderr():
+                self._sysroot.deployment_unlock(d, state, None)
+        except GLib.Error as e:
+            raise SysrootError(f"cannot unlock /usr: {e.message}") from e
+        finally:
+            self._sysroot.load(None)
 
     def cleanup(self) -> None:
         """Remove unused deployment directories, boot files and unreferenced objects."""
