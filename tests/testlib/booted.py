@@ -198,7 +198,7 @@ class BootedSystem:
         environment = {"PATH": PATH, "PYTHONPATH": INSIDE_SRC, "HOME": "/root", "LANG": "C.UTF-8",
                        "OSTREE_SYSROOT_DEBUG": "mutable-deployments", **(env or {})}
         return ["nsenter", "-t", str(self.pid), "-m", "-p", "--", "/usr/bin/env", "-i",
-                *(f"{k}={v}" for k, v in environment.items()), *map(os.fspath, argv)]
+                *(f"{k}={v}" for k, v in environment.items()), *(os.fspath(a) for a in argv)]
 
     def run(self, *argv: str | os.PathLike[str], env: Mapping[str, str] | None = None,
             input: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
