@@ -117,6 +117,16 @@ def test_second_install_before_reboot_keeps_the_first(machine: BootedSystem) -> 
     assert sorted(pending["requested-packages"]) == ["aot-layer-dep", "aot-live"]
 
 
+def test_users_created_by_a_staged_package_survive_finalization(machine: BootedSystem) -> None:
+    """/etc of a staged deployment is merged at shutdown from the booted /etc (edited here)."""
+    ok(machine.sh("echo 'aotadmin:x:4242:4242::/nonexistent:/usr/sbin/nologin' >> /etc/passwd"))
+    ok(machine.cli("install", "aot-adduser"))
+    machine.reboot()
+    assert ok(machine.run("getent", "passwd", "aotsvc")).stdout.startswith("aotsvc:")
+    assert ok(machine.run("getent", "group", "aotsvc")).stdout.startswith("aotsvc:")
+    assert ok(machine.run("getent", "passwd", "aotadmin")).stdout.startswith("aotadmin:x:4242:")
+
+
 def test_install_apply_live_running_processes_unaffected(machine: BootedSystem) -> None:
     # Started before: its working directory is the /usr/bin it saw at start.
     before = machine.popen("sh", "-c", "cd /usr/bin && read go && "

@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ..progress import make_reporter
-from .sysroot import open_sysroot
+from .sysroot import open_sysroot, print_staged_note
 
 if TYPE_CHECKING:
     from ..engine.layer import LayeringChange, LayerResult
@@ -46,8 +46,7 @@ def _run(args: argparse.Namespace, change: LayeringChange) -> int:
     else:
         sysroot = open_sysroot(args)
         if any(d.staged for d in sysroot.deployments()):
-            print(f"Staged {result.checksum}: it becomes the default at the next reboot "
-                  "('apt-ostree cleanup -p' drops it).")
+            print_staged_note(sysroot)
         else:
             print(f"Deployed {result.checksum} as the new default; "
                   "reboot into it, or 'apt-ostree rollback' to undo.")

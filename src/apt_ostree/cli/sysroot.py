@@ -17,6 +17,14 @@ def open_sysroot(args: argparse.Namespace) -> Sysroot:
     return Sysroot.open(args.sysroot or "/")
 
 
+def print_staged_note(sysroot: Sysroot) -> None:
+    """On a booted system the new deployment is staged: say when it takes effect."""
+    staged = next((d for d in sysroot.deployments() if d.staged), None)
+    if staged is not None:
+        print(f"Staged {staged.checksum[:12]}.{staged.serial}: it becomes the default at the next "
+              "reboot (finalized at shutdown; 'apt-ostree cleanup -p' drops it).")
+
+
 def print_diff(diff: PackageDiff, *, architectures: bool = False) -> None:
     """A package diff as rpm-ostree prints it (also used by ``db diff``)."""
     if diff.is_empty():
@@ -53,7 +61,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
-    result = deploy.upgrade(open_sysroot(args), check=args.check, preview=args.preview,
+    sysroot = open_sysroot(args)
+    result = deploy.upgrade(sysroot, check=args.check, preview=args.preview,
                             allow_downgrade=args.allow_downgrade, install=args.install or (),
                             uninstall=args.uninstall or (), reporter=make_reporter())
     if not result.deployed:
@@ -68,21 +77,26 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
         print(f"Upgraded to {result.checksum}" + (f" (version {result.version})" if result.version else ""))
     if result.diff is not None:
         print_diff(result.diff)
+    print_staged_note(sysroot)
     print("Run 'apt-ostree rollback' to go back to the previous deployment.")
     return 0
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    checksum = deploy.deploy_revision(open_sysroot(args), args.revision, make_reporter(),
+    sysroot = open_sysroot(args)
+    checksum = deploy.deploy_revision(sysroot, args.revision, make_reporter(),
                                       install=args.install or (), uninstall=args.uninstall or ())
     print(f"Deployed {checksum}")
+    print_staged_note(sysroot)
     return 0
 
 
 def cmd_rebase(args: argparse.Namespace) -> int:
-    checksum = deploy.rebase(open_sysroot(args), args.refspec, make_reporter(),
+    sysroot = open_sysroot(args)
+    checksum = deploy.rebase(sysroot, args.refspec, make_reporter(),
                              install=args.install or (), uninstall=args.uninstall or ())
     print(f"Rebased to {args.refspec} ({checksum})")
+    print_staged_note(sysroot)
     return 0
 
 
@@ -123,6 +137,7 @@ def cmd_kargs(args: argparse.Namespace) -> int:
         return 0
     after = deploy.kargs(sysroot, change, make_reporter())
     print(f"Kernel arguments updated: {' '.join(after)}")
+    print_staged_note(sysroot)
     return 0
 
 

@@ -355,6 +355,10 @@ def deploy_layered(sysroot: Sysroot, cur: Deployment, base: str, origin: Origin,
     sync_base_refs(sysroot)
     if result.new_users:
         append_users(sysroot.deployments()[0].path / "etc", result.new_users)
+        if cur.booted:
+            # A staged deployment gets its /etc at shutdown, merged from the booted
+            # one's: the users must be there too (they exist only in the new tree).
+            append_users(cur.path / "etc", result.new_users)
     return result
 
 
