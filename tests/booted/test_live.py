@@ -85,6 +85,15 @@ def test_install_stages_and_shutdown_finalizes_with_etc_edits(machine: BootedSys
     assert machine.read("/etc/aot-after-staging") == "edited-after-staging\n"
     d = booted(machine)
     assert d["checksum"] == new["checksum"] and not d["staged"]
+    # rollback with a staged deployment: back to the former one, the staged one dropped.
+    ok(machine.cli("install", "aot-layer-dep"))
+    out = ok(machine.cli("rollback")).stdout
+    assert "Dropped the staged deployment" in out
+    deployments = status(machine)["deployments"]
+    assert [x["checksum"] for x in deployments] == [cur["checksum"], new["checksum"]]
+    assert not any(x["staged"] for x in deployments)
+    machine.reboot()
+    assert booted(machine)["checksum"] == cur["checksum"]
 
 
 def test_staged_deployment_is_lost_without_shutdown(machine: BootedSystem) -> None:

@@ -107,9 +107,13 @@ def cmd_transaction(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    new_default, previous = deploy.rollback(open_sysroot(args))
+    sysroot = open_sysroot(args)
+    staged = next((d for d in sysroot.deployments() if d.staged), None)
+    new_default, previous = deploy.rollback(sysroot)
     print(f"Moving {new_default.checksum[:12]}.{new_default.serial} to be the default deployment; "
           f"{previous.checksum[:12]}.{previous.serial} is now the rollback")
+    if staged is not None and not any(d.staged for d in sysroot.deployments()):
+        print(f"Dropped the staged deployment {staged.checksum[:12]}.{staged.serial}.")
     return 0
 
 
