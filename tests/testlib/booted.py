@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -130,6 +131,9 @@ class BootedSystem:
         newroot = self.workdir / "root"
         newroot.mkdir(parents=True, exist_ok=True)
         hotfix = "1" if (deployment / ".usr-ovl-work").is_dir() else "0"
+        # An installed apt-ostree comes byte-compiled (Debian's py3compile); so does this
+        # one, or every command inside would compile it again (the bind is read-only).
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(SRC)], check=True)
         self._init = subprocess.Popen(
             ["unshare", "--mount", "--pid", "--fork", "--propagation", "private",
              "sh", "-c", _BOOT_SCRIPT, "boot", str(newroot), str(deployment), str(self.sysroot),
