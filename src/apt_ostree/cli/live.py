@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     "through a transient overlay, without a reboot. Only additions unless "
                     "--allow-replacement; new default files appear in /etc, locally changed ones "
                     "are kept; new tmpfiles.d entries are applied. A reboot drops the overlay and "
-                    "boots the pending deployment. Exit 77: nothing to apply.")
+                    "boots the pending deployment. Exit 77: /usr already shows the target.")
     p.add_argument("--target", metavar="REV",
                    help="apply this commit (checksum, ref or version) instead of the pending one")
     p.add_argument("--reset", action="store_true", help="return /usr to the booted commit")
