@@ -62,6 +62,12 @@ def test_harness_boots_the_default_deployment(machine: BootedSystem) -> None:
     assert machine.run("touch", "/usr/x").returncode != 0  # /usr is read-only, as booted
     # /var from the stateroot, populated by tmpfiles at boot: the dpkg database link.
     assert ok(machine.run("dpkg-query", "-W", "python3")).stdout.startswith("python3")
+    # The tree's Python bytecode is valid as deployed (mtime 0): nothing is compiled at start.
+    proc = ok(machine.run("python3", "-v", "-c", "import json, gi, apt_pkg"))
+    # (sitecustomize.py is a link to /etc/python3.11, configuration with its own mtime.)
+    compiled = [ln for ln in proc.stderr.splitlines() if ln.startswith("# code object from")
+                and ".pyc" not in ln and "sitecustomize" not in ln]
+    assert not compiled, compiled[:5]
 
 
 def test_install_stages_and_shutdown_finalizes_with_etc_edits(machine: BootedSystem) -> None:

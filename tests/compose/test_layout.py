@@ -247,3 +247,37 @@ def test_existing_var_home_content_is_kept(tmp_path: Path) -> None:
     lines = tmpfiles_lines(root)
     assert any(ln.startswith("d /var/home/alice ") for ln in lines)
     assert any(ln.startswith("d /var/home/bob ") for ln in lines)
+
+
+def test_pyc_timestamps_match_the_deployed_sources(tmp_path: Path) -> None:
+    """A checkout has mtime 0: timestamp .pyc files must record 0 to stay valid."""
+    import importlib.util
+    import py_compile
+    import subprocess
+    import sys
+
+    pkg = tmp_path / "usr/lib/python3/dist-packages/aotmod"
+    pkg.mkdir(parents=True)
+    src = pkg / "__init__.py"
+    src.write_text("VALUE = 1\n")
+    stamp = py_compile.compile(str(src), doraise=True)
+    checked = pkg / "hashed.py"
+    checked.write_text("VALUE = 2\n")
+    hashed = py_compile.compile(str(checked), doraise=True,
+                                invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+    os.chmod(stamp, 0o640)
+    hashed_before = Path(hashed).read_bytes()
+    from apt_ostree.compose.layout import fix_pyc_timestamps
+
+    assert fix_pyc_timestamps(tmp_path) == 1
+    data = Path(stamp).read_bytes()
+    assert data[:4] == importlib.util.MAGIC_NUMBER and data[8:12] == b"\0\0\0\0"
+    assert stat.S_IMODE(os.stat(stamp).st_mode) == 0o640
+    assert Path(hashed).read_bytes() == hashed_before
+    assert fix_pyc_timestamps(tmp_path) == 0
+    # As deployed (mtime 0, read-only), Python takes the .pyc instead of compiling the source.
+    os.utime(src, (0, 0))
+    proc = subprocess.run([sys.executable, "-v", "-B", "-c", "import aotmod"], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(pkg.parent)})
+    assert proc.returncode == 0, proc.stderr
+    assert f"# code object from '{stamp}'" in proc.stderr, proc.stderr[-2000:]

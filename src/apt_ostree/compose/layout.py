@@ -255,6 +255,37 @@ def empty_api_dirs(root: Path) -> None:
         _empty_dir(root / name, mode)
 
 
+def fix_pyc_timestamps(root: Path) -> int:
+    """Make timestamp-based Python bytecode match its source as deployed.
+
+    Every file of an OSTree checkout has mtime 0, while a .pyc made by
+    py3compile records its source's mtime at build time: on the deployed
+    system Python would find each .pyc stale and compile the module again at
+    every start (it cannot write /usr).  Rewrite the recorded mtime to 0
+    (hash-based .pyc files are left alone).  Returns how many were rewritten.
+    """
+    fixed = 0
+    for dirpath, _dirs, files in os.walk(root / "usr"):
+        if os.path.basename(dirpath) != "__pycache__":
+            continue
+        for name in files:
+            path = Path(dirpath) / name
+            if not name.endswith(".pyc") or path.is_symlink():
+                continue
+            data = path.read_bytes()
+            # PEP 552 header: magic, flags (0: timestamp-based), mtime, source size.
+            if len(data) < 16 or data[4:8] != b"\0\0\0\0" or data[8:12] == b"\0\0\0\0":
+                continue
+            st = path.stat()
+            tmp = path.with_name(f".{name}.tmp")
+            tmp.write_bytes(data[:8] + b"\0\0\0\0" + data[12:])
+            os.chown(tmp, st.st_uid, st.st_gid)
+            os.chmod(tmp, stat.S_IMODE(st.st_mode))
+            os.replace(tmp, path)
+            fixed += 1
+    return fixed
+
+
 def adapt_to_ostree(root: Path) -> str | None:
     """Run every layout step on ``root``; returns the kernel version, if any."""
     check_not_adapted(root)
@@ -268,4 +299,5 @@ def adapt_to_ostree(root: Path) -> str | None:
     move_etc(root)
     empty_machine_id(root)
     empty_api_dirs(root)
+    fix_pyc_timestamps(root)
     return kver

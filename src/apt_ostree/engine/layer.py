@@ -205,6 +205,7 @@ def build_layered_commit(sysroot: Sysroot, base: str, request: LayerRequest, *,
             new_users = _carry_new_users(lower, merged, admin_users)
             packages = dpkgdb.installed_packages(dpkgdb.admindir(merged))
         _drop_sandbox_leftovers(lower, upper)
+        layout.fix_pyc_timestamps(upper)  # py3compile of layered packages
         base_commit = repo.read_commit(base)
         meta = {
             "version": base_commit.version or "",
