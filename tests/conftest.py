@@ -24,7 +24,7 @@ from layer.lib import BASE_PACKAGES as LAYER_BASE_PACKAGES
 from layer.lib import LAYER_PACKAGES
 from layer.lib import REF as LAYER_REF
 from testlib import packages
-from testlib.compose import REPRO_EPOCH, ComposedTree, compose_ok
+from testlib.compose import REPRO_EPOCH, ComposedTree, compose_deployable, compose_ok
 from testlib.debs import DebSpec, FlatRepo, build_flat_repo
 from testlib.tools import OstreeCli, Treefile, probe_network, probe_root, write_treefile
 from testlib.trees import base_treefile_data
@@ -116,10 +116,5 @@ def layer_repo(make_apt_repo: Callable[[str, Iterable[DebSpec]], FlatRepo]) -> F
 @pytest.fixture(scope="session")
 def layer_tree(tmp_path_factory: pytest.TempPathFactory, layer_repo: FlatRepo,
                compose_cachedir: Path) -> ComposedTree:
-    top = tmp_path_factory.mktemp("layer-tree")
-    (top / "vmlinuz").write_text("text kernel\n")
-    tf = write_treefile(top / "tree.yaml", {
-        "ref": LAYER_REF, "version": "1", "packages": LAYER_BASE_PACKAGES,
-        "add-files": [["vmlinuz", "/usr/lib/modules/6.1.0-test/vmlinuz"]],
-    }, extra_sources=[layer_repo.source_line()])
-    return compose_ok(tf, top / "repo", compose_cachedir, top / "work")
+    return compose_deployable(tmp_path_factory.mktemp("layer-tree"), LAYER_REF, LAYER_BASE_PACKAGES,
+                              [layer_repo.source_line()], compose_cachedir)

@@ -16,7 +16,27 @@ from pathlib import Path
 from .errors import AptOstreeError
 
 MNT_DETACH = 2
+# unshare(2) and mount(2) flags (no Python binding in 3.11).
+CLONE_NEWNS = 0x00020000
+MS_REMOUNT = 0x20
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def private_mount_namespace_with_writable(target: str) -> None:
+    """Move this (single-threaded) process into a mount namespace of its own and
+    remount ``target`` read-write there; other processes keep seeing it as it was."""
+    def check(ret: int, what: str) -> None:
+        if ret != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"{what}: {os.strerror(err)}")
+
+    check(_libc.unshare(CLONE_NEWNS), "unshare")
+    check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "making / private")
+    check(_libc.mount(None, os.fsencode(target), None, MS_REMOUNT, None),
+          f"remounting {target} read-write")
 
 
 def _mount(source: str, target: Path, fstype: str, options: str) -> None:

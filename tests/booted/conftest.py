@@ -18,9 +18,8 @@ import pytest
 from layer.lib import BASE_PACKAGES as LAYER_BASE_PACKAGES
 from layer.lib import CLI, ENV
 from testlib.booted import BootedSystem
-from testlib.compose import ComposedTree, compose_ok
+from testlib.compose import ComposedTree, compose_deployable
 from testlib.debs import FlatRepo
-from testlib.tools import write_treefile
 
 REF = "test/booted"
 # What apt-ostree needs at run time (its Debian package's dependencies), and
@@ -34,13 +33,9 @@ RUNTIME_PACKAGES = ["python3", "python3-gi", "gir1.2-ostree-1.0", "python3-apt",
 @pytest.fixture(scope="session")
 def booted_tree(tmp_path_factory: pytest.TempPathFactory, layer_repo: FlatRepo,
                 compose_cachedir: Path) -> ComposedTree:
-    top = tmp_path_factory.mktemp("booted-tree")
-    (top / "vmlinuz").write_text("text kernel\n")
-    tf = write_treefile(top / "tree.yaml", {
-        "ref": REF, "version": "1", "packages": RUNTIME_PACKAGES + LAYER_BASE_PACKAGES,
-        "add-files": [["vmlinuz", "/usr/lib/modules/6.1.0-test/vmlinuz"]],
-    }, extra_sources=[layer_repo.source_line()])
-    return compose_ok(tf, top / "repo", compose_cachedir, top / "work")
+    return compose_deployable(tmp_path_factory.mktemp("booted-tree"), REF,
+                              RUNTIME_PACKAGES + LAYER_BASE_PACKAGES, [layer_repo.source_line()],
+                              compose_cachedir)
 
 
 @pytest.fixture

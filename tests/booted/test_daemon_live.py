@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,7 @@ BUS_DIR = "/run/aot-bus"
 ADDRESS = f"unix:path={BUS_DIR}/system_bus_socket"
 
 
-def start_bus_and_daemon(machine: BootedSystem) -> list[subprocess.Popen[str]]:
+def start_bus_and_daemon(machine: BootedSystem, log: Path) -> list[subprocess.Popen[str]]:
     config = BUS_CONFIG.format(socket=f"{BUS_DIR}/system_bus_socket",
                                policy=f"{BUS_DIR}/org.aptostree1.conf", services=f"{BUS_DIR}/services")
     ok(machine.run("sh", "-c", f"mkdir -p {BUS_DIR}/services && cat > {BUS_DIR}/system.conf",
@@ -39,16 +40,16 @@ def start_bus_and_daemon(machine: BootedSystem) -> list[subprocess.Popen[str]]:
         time.sleep(0.05)
     peers.append(machine.popen("python3", "-c", "import sys; from apt_ostree.daemon import main; "
                                "sys.exit(main(['--sysroot', '/', '--config', '/run/aot-bus/none.conf']))",
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+                               env=env, stdout=subprocess.DEVNULL, stderr=log.open("w")))
     while machine.run("python3", "-m", "apt_ostree", "status", env=env).returncode != 0:
         assert time.monotonic() < deadline, "apt-ostreed did not start"
         time.sleep(0.2)
     return peers
 
 
-def test_daemon_install_apply_live_and_usroverlay_refusal(machine: BootedSystem) -> None:
+def test_daemon_install_apply_live_and_usroverlay_refusal(machine: BootedSystem, tmp_path: Path) -> None:
     env = {"DBUS_SYSTEM_BUS_ADDRESS": ADDRESS}
-    peers = start_bus_and_daemon(machine)
+    peers = start_bus_and_daemon(machine, tmp_path / "apt-ostreed.log")
     try:
         proc = ok(machine.run("python3", "-m", "apt_ostree", "install", "--apply-live", "aot-live",
                               env=env))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -292,7 +291,7 @@ def test_apply_live_concurrent_runs_one_wins(machine: BootedSystem) -> None:
     assert ok(machine.run("aot-live")).stdout == "live-ok\n"
 
 
-def test_deployment_dirs_of_pending_hold_the_package(machine: BootedSystem, tmp_path: Path) -> None:
+def test_deployment_dirs_of_pending_hold_the_package(machine: BootedSystem) -> None:
     """The staged deployment on disk (outside the namespace) has the package for good."""
     ok(machine.cli("install", "--apply-live", "aot-live"))
     pending = status(machine)["deployments"][0]

@@ -80,6 +80,19 @@ exec /usr/bin/sleep infinity
 """
 
 
+_compiled = False
+
+
+def _compile_source() -> None:
+    """An installed apt-ostree comes byte-compiled (Debian's py3compile); so does this one
+    (once per test process), or every command inside would compile it again (the bind is
+    read-only)."""
+    global _compiled
+    if not _compiled:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(SRC)], check=True)
+        _compiled = True
+
+
 @dataclass(frozen=True)
 class BootEntry:
     path: Path
@@ -131,9 +144,7 @@ class BootedSystem:
         newroot = self.workdir / "root"
         newroot.mkdir(parents=True, exist_ok=True)
         hotfix = "1" if (deployment / ".usr-ovl-work").is_dir() else "0"
-        # An installed apt-ostree comes byte-compiled (Debian's py3compile); so does this
-        # one, or every command inside would compile it again (the bind is read-only).
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(SRC)], check=True)
+        _compile_source()
         self._init = subprocess.Popen(
             ["unshare", "--mount", "--pid", "--fork", "--propagation", "private",
              "sh", "-c", _BOOT_SCRIPT, "boot", str(newroot), str(deployment), str(self.sysroot),

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .tools import OstreeCli, Treefile, run_cli
+from .tools import OstreeCli, Treefile, run_cli, write_treefile
 
 # SOURCE_DATE_EPOCH of the reproducible composes (2025-01-01): automatic
 # versions of those commits are 20250101.N.
@@ -32,6 +32,18 @@ class ComposedTree:
     @property
     def ostree(self) -> OstreeCli:
         return OstreeCli(self.repo)
+
+
+def compose_deployable(top: Path, ref: str, packages: Sequence[str], extra_sources: Sequence[str],
+                       cachedir: Path) -> ComposedTree:
+    """Compose ``ref`` (version 1) from this machine's sources + ``extra_sources`` with a text
+    kernel, so that it can be deployed; in ``top``."""
+    (top / "vmlinuz").write_text("text kernel\n")
+    tf = write_treefile(top / "tree.yaml", {
+        "ref": ref, "version": "1", "packages": list(packages),
+        "add-files": [["vmlinuz", "/usr/lib/modules/6.1.0-test/vmlinuz"]],
+    }, extra_sources=extra_sources)
+    return compose_ok(tf, top / "repo", cachedir, top / "work")
 
 
 def compose_tree(treefile: Treefile, repo: Path, cachedir: Path, *args: str | os.PathLike[str],

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ..progress import make_reporter
 from .sysroot import open_sysroot
 
+if TYPE_CHECKING:
+    from ..ostree import Sysroot
 
-def run_apply_live(args: argparse.Namespace, *, target: str | None = None) -> int:
+
+def run_apply_live(args: argparse.Namespace, sysroot: Sysroot | None = None, *,
+                   target: str | None = None) -> int:
     from ..engine import live
 
-    result = live.apply_live(open_sysroot(args), target=target,
+    result = live.apply_live(sysroot or open_sysroot(args), target=target,
                              reset=getattr(args, "reset", False),
                              allow_replacement=getattr(args, "allow_replacement", False),
                              reporter=make_reporter())

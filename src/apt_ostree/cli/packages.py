@@ -10,6 +10,7 @@ from .sysroot import open_sysroot, print_staged_note
 
 if TYPE_CHECKING:
     from ..engine.layer import LayeringChange, LayerResult
+    from ..ostree import Sysroot
 
 
 def print_plan(result: LayerResult, *, dry_run: bool = False) -> None:
@@ -28,13 +29,14 @@ def print_plan(result: LayerResult, *, dry_run: bool = False) -> None:
         print(f"{'Would remove' if dry_run else 'Removed'}: {', '.join(plan.remove)}")
 
 
-def _run(args: argparse.Namespace, change: LayeringChange) -> int:
+def _run(args: argparse.Namespace, change: LayeringChange, sysroot: Sysroot | None = None) -> int:
     from ..engine import layer
 
     dry_run = getattr(args, "dry_run", False)
     download_only = getattr(args, "download_only", False)
+    sysroot = sysroot or open_sysroot(args)
     result = layer.change_layering(
-        open_sysroot(args), change, idempotent=getattr(args, "idempotent", False),
+        sysroot, change, idempotent=getattr(args, "idempotent", False),
         allow_inactive=getattr(args, "allow_inactive", False),
         cache_only=getattr(args, "cache_only", False), dry_run=dry_run,
         download_only=download_only, reporter=make_reporter())
@@ -44,10 +46,7 @@ def _run(args: argparse.Namespace, change: LayeringChange) -> int:
     elif download_only:
         print("Packages downloaded; nothing deployed.")
     else:
-        sysroot = open_sysroot(args)
-        if any(d.staged for d in sysroot.deployments()):
-            print_staged_note(sysroot)
-        else:
+        if not print_staged_note(sysroot):
             print(f"Deployed {result.checksum} as the new default; "
                   "reboot into it, or 'apt-ostree rollback' to undo.")
     return 0
@@ -59,15 +58,16 @@ def cmd_install(args: argparse.Namespace) -> int:
     if args.apply_live and (args.dry_run or args.download_only):
         from ..errors import UsageError
         raise UsageError("install: --apply-live deploys; it excludes --dry-run and --download-only")
+    sysroot = open_sysroot(args)
     if args.apply_live:
         from ..engine.live import booted_deployment
 
-        booted_deployment(open_sysroot(args), "install --apply-live")  # fail before any work
-    code = _run(args, LayeringChange(install=tuple(args.packages)))
+        booted_deployment(sysroot, "install --apply-live")  # fail before any work
+    code = _run(args, LayeringChange(install=tuple(args.packages)), sysroot)
     if args.apply_live:
         from .live import run_apply_live
 
-        return run_apply_live(args)
+        return run_apply_live(args, sysroot)
     return code
 
 

@@ -17,12 +17,13 @@ def open_sysroot(args: argparse.Namespace) -> Sysroot:
     return Sysroot.open(args.sysroot or "/")
 
 
-def print_staged_note(sysroot: Sysroot) -> None:
-    """On a booted system the new deployment is staged: say when it takes effect."""
+def print_staged_note(sysroot: Sysroot) -> bool:
+    """On a booted system the new deployment is staged: say when it takes effect (True if so)."""
     staged = next((d for d in sysroot.deployments() if d.staged), None)
     if staged is not None:
         print(f"Staged {staged.checksum[:12]}.{staged.serial}: it becomes the default at the next "
               "reboot (finalized at shutdown; 'apt-ostree cleanup -p' drops it).")
+    return staged is not None
 
 
 def print_diff(diff: PackageDiff, *, architectures: bool = False) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from gi.repository import GLib
 
+from ..mounts import CLONE_NEWNS, MS_REC, MS_SLAVE
 from ..progress import PROGRESS_ENV
 from .polkit import Caller
 
@@ -33,8 +34,6 @@ log = logging.getLogger(__name__)
 # The CLI's error line, and argparse's ("apt-ostree install: error: ...").
 ERROR_LINE = re.compile(r"^(?:apt-ostree(?: [\w-]+)*: )?error: (.*)$")
 PR_SET_PDEATHSIG = 1
-CLONE_NEWNS = 0x00020000
-MS_REC, MS_SLAVE = 0x4000, 0x80000
 
 
 def _child_setup(daemon_pid: int, own_namespace: bool = True) -> Callable[[], None]:

@@ -143,10 +143,13 @@ def drop_checkouts(sysroot: Sysroot) -> bool:
     return False
 
 
+def account_entries(text: str) -> dict[str, str]:
+    """The lines of a passwd/group/shadow/gshadow text, by account name."""
+    return {line.split(":", 1)[0]: line for line in text.splitlines() if ":" in line}
+
+
 def _user_entries(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        return {}
-    return {line.split(":", 1)[0]: line for line in path.read_text().splitlines() if ":" in line}
+    return account_entries(path.read_text()) if path.is_file() else {}
 
 
 def build_layered_commit(sysroot: Sysroot, base: str, request: LayerRequest, *,

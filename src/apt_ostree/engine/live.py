@@ -161,19 +161,14 @@ def apply_live(sysroot: Sysroot, *, target: str | None = None, reset: bool = Fal
                 hint="use --allow-replacement to replace them in the running system")
         if booted.unlocked == "none":
             with reporter.task("Unlocking /usr (transient overlay)"):
-                import gi
-
-                gi.require_version("OSTree", "1.0")
-                from gi.repository import OSTree
-
-                sysroot.unlock(booted.index, OSTree.DeploymentUnlockedState.TRANSIENT)
+                sysroot.unlock(booted.index, "transient")
         _write_state(booted, LiveState(commit=state.commit, inprogress=wanted))
         result = LiveResult(commit=wanted, previous=shown, diff=diff)
         with reporter.task(f"Applying {len(diff.added)} added, {len(diff.modified)} changed, "
                            f"{len(diff.removed)} removed path(s) to /usr"):
             _run_helper(repo.path, wanted, diff)
         with reporter.task("Updating /etc"):
-            _update_etc(sysroot, shown, wanted, diff, result)
+            _update_etc(repo, shown, wanted, diff, result)
         _apply_tmpfiles(diff, reporter)
         _write_state(booted, LiveState() if wanted == booted.checksum
                      else LiveState(commit=wanted))
@@ -231,8 +226,7 @@ def _copy_default(src: Path, dest: Path) -> None:
         os.replace(tmp, dest)
 
 
-def _update_etc(sysroot: Sysroot, old: str, new: str, diff: TreeDiff, result: LiveResult) -> None:
-    repo = sysroot.repo()
+def _update_etc(repo: Repo, old: str, new: str, diff: TreeDiff, result: LiveResult) -> None:
     usr_etc, etc = Path("/usr/etc"), Path("/etc")
 
     def rel(p: str) -> str:
@@ -255,29 +249,23 @@ def _update_etc(sysroot: Sysroot, old: str, new: str, diff: TreeDiff, result: Li
                 dest.unlink()
         elif os.path.lexists(dest):
             result.etc_kept.append(str(dest))
-    _append_new_users(repo, old, new)
+    _append_new_users(repo, old, new, [rel(p) for p in diff.added + diff.modified
+                                       if p.startswith("/usr/etc/") and rel(p) in USER_FILES])
 
 
-def _append_new_users(repo: Repo, old: str, new: str) -> None:
+def _append_new_users(repo: Repo, old: str, new: str, changed: list[str]) -> None:
     """Users and groups the target's packages created: appended to /etc where missing."""
-    from .layer import append_users
+    from .layer import account_entries, append_users
 
     new_users: dict[str, list[str]] = {}
-    for name in USER_FILES:
-        before = _entries(repo.read_file(old, f"/usr/etc/{name}"))
-        after = _entries(repo.read_file(new, f"/usr/etc/{name}"))
+    for name in changed:
+        before = account_entries((repo.read_file(old, f"/usr/etc/{name}") or b"").decode(errors="replace"))
+        after = account_entries((repo.read_file(new, f"/usr/etc/{name}") or b"").decode(errors="replace"))
         lines = [line for user, line in after.items() if user not in before]
         if lines:
             new_users[name] = lines
     if new_users:
         append_users(Path("/etc"), new_users)
-
-
-def _entries(data: bytes | None) -> dict[str, str]:
-    if not data:
-        return {}
-    return {line.split(":", 1)[0]: line for line in data.decode(errors="replace").splitlines()
-            if ":" in line}
 
 
 def _apply_tmpfiles(diff: TreeDiff, reporter: Reporter) -> None:
@@ -292,7 +280,10 @@ def _apply_tmpfiles(diff: TreeDiff, reporter: Reporter) -> None:
         reporter.message("systemd-tmpfiles is not installed: new tmpfiles.d entries apply at the next boot")
         return
     with reporter.task("Applying tmpfiles.d entries"):
-        subprocess.run([tool, "--create", *sorted(set(confs))], capture_output=True, text=True)
+        proc = subprocess.run([tool, "--create", *sorted(set(confs))], capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        reporter.message(f"systemd-tmpfiles: {lines[-1] if lines else f'exit {proc.returncode}'}")
 
 
 # ---- usroverlay ----------------------------------------------------------------
@@ -300,20 +291,13 @@ def _apply_tmpfiles(diff: TreeDiff, reporter: Reporter) -> None:
 
 def usroverlay(sysroot: Sysroot, *, hotfix: bool = False) -> Deployment:
     """A writable overlay on /usr: until reboot, or (``hotfix``) kept, with a rollback clone."""
-    import gi
-
-    gi.require_version("OSTree", "1.0")
-    from gi.repository import OSTree
-
     require_root("usroverlay")
     booted = booted_deployment(sysroot, "usroverlay")
     with sysroot.lock():
         booted = booted_deployment(sysroot, "usroverlay")
         if booted.unlocked != "none":
             raise SysrootError(f"usroverlay: /usr is already unlocked ({booted.unlocked})")
-        state = (OSTree.DeploymentUnlockedState.HOTFIX if hotfix
-                 else OSTree.DeploymentUnlockedState.DEVELOPMENT)
-        sysroot.unlock(booted.index, state)
+        sysroot.unlock(booted.index, "hotfix" if hotfix else "development")
         after = sysroot.booted()
         assert after is not None
         return after

@@ -15,31 +15,15 @@ paths go first, then new paths are checked out, then changed files replaced.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import os
 import shutil
 import sys
 
-CLONE_NEWNS = 0x00020000
-MS_REMOUNT = 32
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
+from ..mounts import private_mount_namespace_with_writable
+
 AT_FDCWD = -100
 STAGING = ".apt-ostree-live-new"
-
-
-def _private_writable_usr() -> None:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-    def check(ret: int, what: str) -> None:
-        if ret != 0:
-            raise OSError(ctypes.get_errno(), f"{what}: {os.strerror(ctypes.get_errno())}")
-
-    check(libc.unshare(CLONE_NEWNS), "unshare")
-    check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "making / private")
-    check(libc.mount(None, b"/usr", None, MS_REMOUNT, None), "remounting /usr read-write")
 
 
 def _remove(path: str) -> None:
@@ -52,7 +36,7 @@ def _remove(path: str) -> None:
 def main() -> int:
     plan = json.load(sys.stdin)
     try:
-        _private_writable_usr()
+        private_mount_namespace_with_writable("/usr")
     except OSError as e:
         print(f"error: cannot make /usr writable for the live update: {e.strerror}", file=sys.stderr)
         return 1

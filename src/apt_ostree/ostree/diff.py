@@ -76,7 +76,9 @@ def _walk(a: OSTree.RepoFile, b: OSTree.RepoFile, path: str, out: TreeDiff) -> N
 def diff_commits(repo: Repo, old: str, new: str, subpath: str = "/") -> TreeDiff:
     """The changes from commit ``old`` to commit ``new`` below ``subpath``."""
     out = TreeDiff()
-    a = _root(repo, old).resolve_relative_path(subpath.strip("/")) if subpath != "/" else _root(repo, old)
-    b = _root(repo, new).resolve_relative_path(subpath.strip("/")) if subpath != "/" else _root(repo, new)
-    _walk(a, b, subpath if subpath != "/" else "", out)
+    rel = subpath.strip("/")
+    a, b = _root(repo, old), _root(repo, new)
+    if rel:
+        a, b = a.resolve_relative_path(rel), b.resolve_relative_path(rel)
+    _walk(a, b, f"/{rel}" if rel else "", out)
     return out

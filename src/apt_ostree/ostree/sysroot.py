@@ -236,12 +236,16 @@ class Sysroot:
             raise SysrootError(f"cannot change the pin of deployment {index}: {e.message}") from e
         self._sysroot.load(None)
 
-    def unlock(self, index: int, state: OSTree.DeploymentUnlockedState) -> None:
-        """A writable overlay on the (booted) deployment's /usr (``ostree admin unlock``)."""
+    def unlock(self, index: int, state: str) -> None:
+        """An overlay on the (booted) deployment's /usr (``ostree admin unlock``).
+
+        ``state``: "transient" (read-only, gone at reboot), "development"
+        (writable until reboot) or "hotfix" (kept, with a rollback clone).
+        """
         d = self._raw_deployments()[index]
         try:
             with _stdout_to_stderr():
-                self._sysroot.deployment_unlock(d, state, None)
+                self._sysroot.deployment_unlock(d, OSTree.DeploymentUnlockedState[state.upper()], None)
         except GLib.Error as e:
             raise SysrootError(f"cannot unlock /usr: {e.message}") from e
         finally:
