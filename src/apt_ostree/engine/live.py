@@ -112,9 +112,9 @@ def _is_state(path: str) -> bool:
 
 def replacements(diff: TreeDiff) -> list[str]:
     """Files of the running system that the change alters or removes (config and package state aside)."""
+    # A path whose type changes (removed and added) is a replacement too.
     return sorted(p for p in diff.modified + diff.removed
-                  if p.startswith("/usr/") and not p.startswith("/usr/etc/") and not _is_state(p)
-                  and p not in diff.added)
+                  if p.startswith("/usr/") and not p.startswith("/usr/etc/") and not _is_state(p))
 
 
 def apply_live(sysroot: Sysroot, *, target: str | None = None, reset: bool = False,
