@@ -243,9 +243,10 @@ class Sysroot:
         (writable until reboot) or "hotfix" (kept, with a rollback clone).
         """
         d = self._raw_deployments()[index]
+        unlocked = getattr(OSTree.DeploymentUnlockedState, state.upper())
         try:
             with _stdout_to_stderr():
-                self._sysroot.deployment_unlock(d, OSTree.DeploymentUnlockedState[state.upper()], None)
+                self._sysroot.deployment_unlock(d, unlocked, None)
         except GLib.Error as e:
             raise SysrootError(f"cannot unlock /usr: {e.message}") from e
         finally:
